@@ -1,0 +1,24 @@
+"""fairprune: prune PyTorch classifiers without disparate impact.
+
+Implements "Balancing Act: Constraining Disparate Impact in Sparse Models" (Hashemizadeh et
+al., ICLR 2024) as a scikit-learn/skorch estimator.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .estimator import FairPrunedClassifier
+from .exceptions import FairnessToleranceWarning
+from .report import disparity_report, plot_disparity
+
+try:
+    __version__ = version("fairprune")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "FairPrunedClassifier",
+    "FairnessToleranceWarning",
+    "__version__",
+    "disparity_report",
+    "plot_disparity",
+]

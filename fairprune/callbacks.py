@@ -1,0 +1,131 @@
+"""skorch callbacks the estimator installs: GMP steps, fairness logging, lr milestones."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from .pruning import MaskSet, channel_masks, cubic_sparsity, magnitude_masks
+
+__all__ = ["FairnessLogger", "GradualPruning", "MilestoneLR", "NonFiniteLossGuard"]
+
+
+class GradualPruning(Callback):
+    """Prune ``net.module_`` at the start of every GMP epoch (cubic schedule, Zhu & Gupta).
+
+    Epochs ``0 .. net.pruning_epochs - 1`` ramp the sparsity from 0 to ``net.sparsity`` (the
+    last GMP epoch reaches it; ``pruning_epochs=1`` is one-shot pruning). Masks are recomputed
+    from the current weights' magnitudes and kept in ``net.masks_``; the training step
+    re-applies them after every optimizer step. Records ``sparsity`` (the schedule's target)
+    in the history every epoch.
+    """
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        epoch = len(net.history) - 1
+        if epoch < net.pruning_epochs:
+            target = cubic_sparsity(
+                epoch,
+                net.sparsity,
+                end_step=net.pruning_epochs - 1,
+                frequency=net.pruning_frequency,
+            )
+            net.set_masks_(self.masks_for(net, target))
+        net.history.record("sparsity", net.masks_.target_sparsity)
+
+    @staticmethod
+    def masks_for(net, target: float) -> MaskSet:
+        layers = net.prunable_layers_
+        if net.pruning == "unstructured":
+            masks = magnitude_masks(net.module_, layers, target, net.pruning_scope)
+            mask_set = MaskSet(masks)
+        else:
+            example = net.example_input_
+            masks, plan = channel_masks(net.module_, layers, target, example)
+            mask_set = MaskSet(masks, plan, tuple(example.shape[1:]))
+        mask_set.target_sparsity = float(target)
+        return mask_set.to(net.device)
+
+
+class FairnessLogger(Callback):
+    """Record per-epoch fairness diagnostics in the history.
+
+    Keys: ``phase`` ("gmp" or the method), ``train_acc`` (accuracy of the epoch's training
+    predictions), ``train_max_eag`` (max ψ_g) and ``train_psi_pw`` (Ψ_PW) of the epoch's
+    training predictions against the dense model's training accuracy, ``multipliers`` (one
+    float per group, JSON-serialisable), ``max_multiplier`` and ``n_violated`` (groups with
+    ψ_g > ε in the epoch). One host synchronisation per epoch.
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.fairness_.reset_epoch()
+
+    def on_epoch_end(self, net, **kwargs):
+        state = net.fairness_
+        count = state.epoch_count
+        net.history.record("phase", net.current_phase_())
+        net.history.record(
+            "train_acc", float(state.epoch_correct.sum() / count.sum().clamp(min=1))
+        )
+        psi = state.epoch_excess_gaps().cpu().numpy()
+        gaps = (state.reference.group_accuracy - state.epoch_correct / count.clamp(min=1))
+        seen = (count > 0).cpu().numpy()
+        gaps = gaps.cpu().numpy()[seen]
+        net.history.record("train_max_eag", float(np.nanmax(psi)) if seen.any() else math.nan)
+        net.history.record("train_psi_pw", float(gaps.max() - gaps.min()) if seen.any() else math.nan)
+        multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
+        net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
+        net.history.record("max_multiplier", float(multipliers.max()))
+        net.history.record("n_violated", int(np.nansum(psi > net.tolerance)))
+
+
+class MilestoneLR(Callback):
+    """Multiply the learning rate by ``gamma`` at fractions of all epochs (GMP included).
+
+    The paper decays the primal learning rate at 60%, 80% and 90% of training. Records ``lr``.
+    """
+
+    def __init__(self, milestones=(0.6, 0.8, 0.9), gamma: float = 0.2) -> None:
+        self.milestones = milestones
+        self.gamma = gamma
+
+    def on_epoch_begin(self, net, **kwargs):
+        total = net.pruning_epochs + net.max_epochs
+        epoch = len(net.history) - 1
+        passed = sum(epoch >= round(m * total) for m in self.milestones)
+        lr = net.lr * self.gamma**passed
+        for group in net.optimizer_.param_groups:
+            group["lr"] = lr
+        net.history.record("lr", lr)
+
+
+class NonFiniteLossGuard(Callback):
+    """Stop training on a NaN/inf training loss, keeping the last good weights.
+
+    The check reads the loss value skorch already moved to the host for its history, so it
+    adds no synchronisation. Weights, masks and fairness state are snapshotted at the start of
+    every epoch and restored on failure; the error names the epoch and batch.
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.snapshot_()
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        batches = net.history[-1]["batches"]
+        loss = batches[-1].get("train_loss")
+        if loss is not None and not math.isfinite(loss):
+            epoch, batch_index = len(net.history), len(batches)
+            net.restore_snapshot_()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                raise FloatingPointError(
+                    f"The training loss became {loss} at epoch {epoch}, batch {batch_index} "
+                    "(1-based). Training stopped; the weights of the end of the previous "
+                    "epoch were restored. Lower 'lr', check the inputs for NaN/inf, or "
+                    "clip gradients (skorch.callbacks.GradientNormClipping)."
+                )

@@ -1,0 +1,30 @@
+"""Constrained fine-tuning: replay buffers, CEAG, equalized loss and NFT on Cooper.
+
+Plain PyTorch + cooper-optim, independent of skorch: usable in a hand-written training loop.
+"""
+
+from .engine import FineTuningEngine, make_dual_optimizer
+from .problems import (
+    CEAGProblem,
+    EqualizedLossProblem,
+    FairnessProblem,
+    FairnessState,
+    NaiveFineTuning,
+    StepInputs,
+)
+from .replay_buffer import ReplayBuffer
+from .statistics import DenseReference, batch_group_stats
+
+__all__ = [
+    "CEAGProblem",
+    "DenseReference",
+    "EqualizedLossProblem",
+    "FairnessProblem",
+    "FairnessState",
+    "FineTuningEngine",
+    "NaiveFineTuning",
+    "ReplayBuffer",
+    "StepInputs",
+    "batch_group_stats",
+    "make_dual_optimizer",
+]

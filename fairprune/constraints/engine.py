@@ -1,0 +1,90 @@
+"""One training step shared by NFT, EL and CEAG: only the problem object differs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..pruning.masks import MaskSet
+from .problems import FairnessProblem, StepInputs
+
+__all__ = ["FineTuningEngine", "make_dual_optimizer"]
+
+
+def make_dual_optimizer(kind: str, parameters, lr: float) -> torch.optim.Optimizer:
+    """The multipliers' optimizer: plain projected SGD ascent (the paper) or Cooper's nuPI.
+
+    nuPI (a PI controller on the constraint violations) damps the oscillations of the
+    multipliers; with ``kappa_p = 0`` it reduces to SGD. Both are built with ``maximize=True``
+    and accept the sparse gradients of indexed multipliers.
+    """
+    import cooper
+
+    if kind == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, maximize=True)
+    if kind == "nupi":
+        return cooper.optim.nuPI(parameters, lr=lr, Kp=1.0, maximize=True)
+    raise ValueError(f"The 'dual_optimizer' must be 'sgd' or 'nupi'; got {kind!r}.")
+
+
+class FineTuningEngine:
+    """Alternating dual–primal updates of a fairness problem, then the pruning masks.
+
+    Per step: the dual variables ascend along the strict violations, the primal variables
+    descend along the Lagrangian at the updated multipliers, and the masks zero the pruned
+    weights again. Everything stays on the device: no host synchronisation.
+
+    Parameters
+    ----------
+    problem : FairnessProblem
+        NFT, EL or CEAG.
+    primal_optimizer : torch.optim.Optimizer
+        Optimizer of the model's weights.
+    dual_optimizer : torch.optim.Optimizer, optional
+        Optimizer of the multipliers (``maximize=True``); required for constrained problems.
+    masks : MaskSet, optional
+        Masks re-applied after every primal step.
+    """
+
+    def __init__(
+        self,
+        problem: FairnessProblem,
+        primal_optimizer: torch.optim.Optimizer,
+        dual_optimizer: torch.optim.Optimizer | None = None,
+        masks: MaskSet | None = None,
+    ) -> None:
+        if problem.constrained and dual_optimizer is None:
+            raise ValueError(f"{type(problem).__name__} needs a dual optimizer.")
+        self.problem = problem
+        self.primal_optimizer = primal_optimizer
+        self.dual_optimizer = dual_optimizer if problem.constrained else None
+        self.masks = masks
+
+    def step(
+        self,
+        module: nn.Module,
+        per_sample_loss: torch.Tensor,
+        correct: torch.Tensor,
+        group_ids: torch.Tensor,
+        on_grad: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """Update multipliers, weights and masks from one batch; return the mean loss."""
+        inputs = StepInputs(per_sample_loss, correct, group_ids)
+        self.primal_optimizer.zero_grad(set_to_none=True)
+        cmp_state = self.problem.compute_cmp_state(inputs)
+        if self.dual_optimizer is not None:
+            self.dual_optimizer.zero_grad(set_to_none=True)
+            cmp_state.compute_dual_lagrangian().backward()
+            self.dual_optimizer.step()
+            for multiplier in self.problem.multipliers():
+                multiplier.post_step_()
+        cmp_state.compute_primal_lagrangian().backward()
+        if on_grad is not None:
+            on_grad()
+        self.primal_optimizer.step()
+        if self.masks is not None:
+            self.masks.apply_(module)
+        self.problem.state.record(group_ids, correct)
+        return cmp_state.loss.detach()

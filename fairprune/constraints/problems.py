@@ -1,0 +1,214 @@
+"""The fine-tuning problems as Cooper ``ConstrainedMinimizationProblem`` objects.
+
+The three methods differ only in the problem object; the training step is shared
+(:class:`~fairprune.constraints.engine.FineTuningEngine`).
+
+* :class:`NaiveFineTuning` (NFT): minimise the loss, no constraint.
+* :class:`CEAGProblem`: one inequality constraint per group, ``ψ_g − ε <= 0``, with proxy
+  constraints: the *differentiable* violation (primal gradient) is the excess loss gap
+  ``(L_g(θs) − L_g(θd)) − (L(θs) − L(θd)) − ε`` of the groups present in the batch; the
+  *strict* violation (dual update) is the excess accuracy gap ``ψ_g − ε`` with sparse group
+  accuracies read from replay buffers (or the batch when buffers are off).
+* :class:`EqualizedLossProblem` (Tran et al., 2022): ``|L_g(θs) − L(θs)| − ε_L <= 0`` per group,
+  with or without replay buffers of per-sample losses for the dual update.
+
+State (multipliers, replay buffers, dense constants) lives in ``nn.Module`` objects that the
+problem only references, so the state pickles and moves with the estimator while the problem
+object itself (which Cooper makes hard to pickle) is rebuilt when needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cooper
+import torch
+from torch import nn
+
+from .replay_buffer import ReplayBuffer
+from .statistics import BatchGroupStats, DenseReference, batch_group_stats, weighted_overall
+
+__all__ = [
+    "CEAGProblem",
+    "EqualizedLossProblem",
+    "FairnessProblem",
+    "FairnessState",
+    "NaiveFineTuning",
+    "StepInputs",
+]
+
+
+@dataclass
+class StepInputs:
+    """What a problem needs from one training batch."""
+
+    per_sample_loss: torch.Tensor  # (B,), differentiable
+    correct: torch.Tensor  # (B,) float 0/1, detached
+    group_ids: torch.Tensor  # (B,) long in [0, G)
+
+
+class FairnessState(nn.Module):
+    """Everything a fairness problem learns or measures, as one picklable module.
+
+    Parameters
+    ----------
+    num_groups : int
+        Number of groups ``G``.
+    buffer_size : int
+        Replay buffer capacity per group; 0 disables the buffers.
+    constrained : bool
+        Whether the problem has multipliers.
+    device : torch.device or str, optional
+        Where tensors live.
+    """
+
+    def __init__(
+        self, num_groups: int, buffer_size: int, constrained: bool, device=None
+    ) -> None:
+        super().__init__()
+        self.num_groups = num_groups
+        self.reference = DenseReference(num_groups, device)
+        self.buffer = ReplayBuffer(num_groups, buffer_size, device) if buffer_size > 0 else None
+        self.multiplier = (
+            cooper.multipliers.IndexedMultiplier(num_constraints=num_groups, device=device)
+            if constrained
+            else None
+        )
+        # running sums over the current epoch, for history diagnostics
+        self.register_buffer("epoch_correct", torch.zeros(num_groups, device=device))
+        self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
+        self.register_buffer("all_groups", torch.arange(num_groups, device=device))
+
+    def multiplier_values(self) -> torch.Tensor:
+        if self.multiplier is None:
+            return self.epoch_count.new_zeros(self.num_groups)
+        return self.multiplier.weight.detach().flatten()
+
+    @torch.no_grad()
+    def record(self, group_ids: torch.Tensor, correct: torch.Tensor) -> None:
+        self.epoch_correct.index_add_(0, group_ids, correct.to(self.epoch_correct.dtype))
+        self.epoch_count.index_add_(0, group_ids, torch.ones_like(self.epoch_count[group_ids]))
+
+    @torch.no_grad()
+    def epoch_excess_gaps(self) -> torch.Tensor:
+        """``ψ_g`` of the epoch's training predictions (NaN for groups not seen)."""
+        seen = self.epoch_count > 0
+        sparse = self.epoch_correct / self.epoch_count.clamp(min=1)
+        dense = self.reference.group_accuracy
+        gaps = dense - sparse
+        overall = weighted_overall(gaps, self.epoch_count, seen)
+        return torch.where(seen, gaps - overall, torch.full_like(gaps, float("nan")))
+
+    @torch.no_grad()
+    def reset_epoch(self) -> None:
+        self.epoch_correct.zero_()
+        self.epoch_count.zero_()
+
+
+class FairnessProblem(cooper.ConstrainedMinimizationProblem):
+    """Base class: holds a :class:`FairnessState` and the tolerance."""
+
+    constrained = True
+
+    def __init__(self, state: FairnessState, tolerance: float) -> None:
+        super().__init__()
+        self.state = state
+        self.tolerance = float(tolerance)
+        if self.constrained:
+            if state.multiplier is None:
+                raise ValueError(f"{type(self).__name__} needs a FairnessState with multipliers.")
+            self.constraint = cooper.Constraint(
+                constraint_type=cooper.ConstraintType.INEQUALITY,
+                formulation_type=cooper.formulations.Lagrangian,
+                multiplier=state.multiplier,
+            )
+
+    def compute_cmp_state(self, inputs: StepInputs) -> cooper.CMPState:
+        stats = batch_group_stats(
+            inputs.per_sample_loss, inputs.correct, inputs.group_ids, self.state.num_groups
+        )
+        if not self.constrained:
+            return cooper.CMPState(loss=stats.loss)
+        violation = self.differentiable_violation(stats)
+        strict = self.strict_violation(stats, inputs)
+        features = self.state.all_groups
+        constraint_state = cooper.ConstraintState(
+            violation=violation,
+            constraint_features=features,
+            strict_violation=strict,
+            strict_constraint_features=features,
+        )
+        return cooper.CMPState(
+            loss=stats.loss, observed_constraints={self.constraint: constraint_state}
+        )
+
+    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
+        raise NotImplementedError
+
+    def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class NaiveFineTuning(FairnessProblem):
+    """Plain fine-tuning of the pruned model (NFT): the loss, no constraint."""
+
+    constrained = False
+
+
+class CEAGProblem(FairnessProblem):
+    """Constrained excess accuracy gaps (Hashemizadeh et al., 2024).
+
+    Groups absent from the batch contribute no primal term (their violation is 0). A group
+    gets a dual update only once its estimate is trusted: its replay buffer is ready (full by
+    default), or, without buffers, it is present in the batch; elsewhere its strict violation
+    is 0, so plain SGD leaves its multiplier unchanged.
+
+    With buffers, the overall accuracies inside ``ψ_g`` are means over the ready groups
+    weighted by their training-set frequency, for both the dense and the sparse model. This is
+    a consistent estimator of ``Δ`` even when groups are imbalanced (the paper's code takes an
+    unweighted mean of the buffers for the sparse model but a sample-weighted one for the
+    dense model, which is biased).
+    """
+
+    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
+        ref = self.state.reference
+        excess = (stats.group_loss - ref.group_loss) - (stats.loss - ref.loss)
+        return torch.where(stats.present, excess - self.tolerance, torch.zeros_like(excess))
+
+    @torch.no_grad()
+    def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
+        ref, buffer = self.state.reference, self.state.buffer
+        if buffer is not None:
+            buffer.update(inputs.group_ids, inputs.correct)
+            sparse, trusted, weights = buffer.means(), buffer.ready(), ref.group_frequency
+        else:
+            sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
+        gaps = ref.group_accuracy - sparse
+        overall = weighted_overall(gaps, weights, trusted)
+        psi = gaps - overall
+        return torch.where(trusted, psi - self.tolerance, torch.zeros_like(psi))
+
+
+class EqualizedLossProblem(FairnessProblem):
+    """Equalized loss: ``|L_g(θs) − L(θs)| <= ε_L`` for every group (ε_L = 0: the paper's EL).
+
+    The band ``ε_L`` is in loss units (``tolerance`` here). With replay buffers (of per-sample
+    losses), the dual update reads group losses from the buffers and the overall loss as their
+    training-frequency-weighted mean over ready groups.
+    """
+
+    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
+        gap = (stats.group_loss - stats.loss).abs()
+        return torch.where(stats.present, gap - self.tolerance, torch.zeros_like(gap))
+
+    @torch.no_grad()
+    def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
+        buffer = self.state.buffer
+        if buffer is None:
+            gap = (stats.group_loss.detach() - stats.loss.detach()).abs()
+            return torch.where(stats.present, gap - self.tolerance, torch.zeros_like(gap))
+        buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
+        losses, trusted = buffer.means(), buffer.ready()
+        overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
+        gap = (losses - overall).abs()
+        return torch.where(trusted, gap - self.tolerance, torch.zeros_like(gap))

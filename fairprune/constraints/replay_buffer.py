@@ -1,0 +1,112 @@
+"""Per-group replay buffers of the last ``size`` per-sample values, on the model's device."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ReplayBuffer", "rank_within_group"]
+
+
+def rank_within_group(group_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Position of every sample among the samples of its group, in batch order.
+
+    Vectorised (a stable sort and a cumulative sum), no host synchronisation.
+    """
+    order = torch.sort(group_ids, stable=True).indices
+    starts = torch.cumsum(counts, 0) - counts  # first sorted position of every group
+    sorted_ids = group_ids[order]
+    sorted_rank = torch.arange(group_ids.numel(), device=group_ids.device) - starts[sorted_ids]
+    rank = torch.empty_like(sorted_rank)
+    rank[order] = sorted_rank
+    return rank
+
+
+class ReplayBuffer(nn.Module):
+    """For every group, the last ``size`` per-sample values seen in training.
+
+    One ``(num_groups, size)`` tensor of values plus per-group write positions and counts, all
+    buffers of this module (they move with ``.to(device)`` and are in ``state_dict``). Updates
+    take a whole batch at once with vectorised ops: no Python loop over groups or samples and no
+    ``.item()``, ``.tolist()`` or ``.cpu()``, so no host-device synchronisation.
+
+    Parameters
+    ----------
+    num_groups : int
+        Number of groups ``G``.
+    size : int
+        Capacity ``k`` per group (the paper uses 40).
+    device : torch.device or str, optional
+        Where the buffers live.
+    min_count : int, optional
+        A group is *ready* (its mean is trusted) once it holds at least this many values.
+        Defaults to ``size``: only full buffers count, as in the paper.
+
+    Examples
+    --------
+    >>> buf = ReplayBuffer(num_groups=2, size=2)
+    >>> buf.update(torch.tensor([0, 0, 0, 1]), torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    >>> buf.means().tolist(), buf.ready().tolist()
+    ([0.0, 1.0], [True, False])
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        size: int,
+        device: torch.device | str | None = None,
+        min_count: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_groups, int) or num_groups < 1:
+            raise ValueError(f"num_groups must be an int >= 1; got {num_groups!r}.")
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"The replay buffer size must be an int >= 1; got {size!r}.")
+        min_count = size if min_count is None else min_count
+        if not isinstance(min_count, int) or not 1 <= min_count <= size:
+            raise ValueError(f"min_count must be an int in [1, size={size}]; got {min_count!r}.")
+        self.num_groups, self.size, self.min_count = num_groups, size, min_count
+        # one extra scratch row receives the samples a batch overflows (discarded)
+        self.register_buffer("storage", torch.zeros(num_groups + 1, size, device=device))
+        self.register_buffer("positions", torch.zeros(num_groups, dtype=torch.long, device=device))
+        self.register_buffer("counts", torch.zeros(num_groups, dtype=torch.long, device=device))
+
+    @torch.no_grad()
+    def update(self, group_ids: torch.Tensor, values: torch.Tensor) -> None:
+        """Append a batch of per-sample ``values`` to the buffers of their groups.
+
+        When a batch holds more than ``size`` samples of a group, the newest ``size`` (last in
+        batch order) are kept, as a ``collections.deque(maxlen=size)`` would.
+        """
+        group_ids = group_ids.to(self.storage.device, torch.long)
+        values = values.detach().to(self.storage.device, self.storage.dtype)
+        batch_counts = torch.zeros_like(self.counts).index_add_(0, group_ids, torch.ones_like(group_ids))
+        rank = rank_within_group(group_ids, batch_counts)
+        # a sample survives when fewer than `size` later samples of its group follow it
+        keep = rank >= batch_counts[group_ids] - self.size
+        slot = (self.positions[group_ids] + rank) % self.size
+        rows = torch.where(keep, group_ids, torch.full_like(group_ids, self.num_groups))
+        self.storage.index_put_((rows, slot), values)
+        self.positions.add_(batch_counts).remainder_(self.size)
+        self.counts.add_(batch_counts).clamp_(max=self.size)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The ``(num_groups, size)`` buffer contents (slot order, not time order)."""
+        return self.storage[: self.num_groups]
+
+    def means(self) -> torch.Tensor:
+        """Mean of every group's buffered values (0 for an empty buffer)."""
+        return self.values.sum(dim=1) / self.counts.clamp(min=1).to(self.values.dtype)
+
+    def ready(self) -> torch.Tensor:
+        """Boolean mask of the groups holding at least ``min_count`` values."""
+        return self.counts >= self.min_count
+
+    def ordered(self, group: int) -> torch.Tensor:
+        """Values of one group, oldest first (for inspection and tests; syncs the host)."""
+        count, position = int(self.counts[group]), int(self.positions[group])
+        row = self.values[group]
+        if count < self.size:
+            return row[:count].clone()
+        return torch.roll(row, shifts=-position)

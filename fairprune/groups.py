@@ -1,0 +1,205 @@
+"""Where group labels come from, and how they are encoded.
+
+Three pathways lead group labels to the library (DESIGN §2):
+
+1. passed directly, ``clf.fit(X, y, groups=g)``;
+2. routed by scikit-learn's metadata routing (``set_fit_request(groups=True)``);
+3. located inside ``X`` by the estimator's ``groups`` parameter: a column name of a DataFrame
+   (or key of a dict / ``skorch.helper.SliceDict``), a list of names for intersectional groups,
+   or a picklable callable ``f(X, y) -> labels`` such as :func:`by_target`.
+
+This module knows nothing of torch: it turns inputs into label arrays and integer codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+from ._validation import check_label_array
+
+__all__ = ["GroupEncoder", "GroupLocator", "by_target", "drop_group_columns", "locate_groups"]
+
+GroupLocator = Union[None, str, list, tuple, Callable[[Any, Any], Any]]
+
+
+def by_target(X: Any, y: Any) -> np.ndarray:
+    """Group locator that makes every class its own group (the paper's CIFAR-100 setting).
+
+    Parameters
+    ----------
+    X : array-like
+        Ignored.
+    y : array-like of shape (n_samples,)
+        Class labels; they become the group labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``y`` as a 1-D array.
+
+    Examples
+    --------
+    >>> by_target(None, [3, 1, 3]).tolist()
+    [3, 1, 3]
+    """
+    if y is None:
+        raise ValueError(
+            "groups=by_target needs the targets 'y' to locate groups, but y is None. Pass y "
+            "to fit/score, or give the groups explicitly."
+        )
+    return np.asarray(y).ravel()
+
+
+def _keys_of(X: Any) -> list | None:
+    if isinstance(X, pd.DataFrame):
+        return list(X.columns)
+    if isinstance(X, Mapping):
+        return list(X.keys())
+    return None
+
+
+def _column(X: Any, name: str) -> np.ndarray:
+    keys = _keys_of(X)
+    if keys is None:
+        raise ValueError(
+            f"groups={name!r} names a column, so X must be a pandas DataFrame or a dict/"
+            f"SliceDict holding {name!r}; got X of type {type(X).__name__}. Pass the labels "
+            "with fit(X, y, groups=...) instead."
+        )
+    if name not in keys:
+        raise ValueError(
+            f"groups={name!r}: X has no column/key {name!r}. Available: "
+            f"{', '.join(map(repr, keys[:20]))}{' ...' if len(keys) > 20 else ''}."
+        )
+    column = X[name]
+    if isinstance(column, pd.Series):
+        return column.to_numpy()
+    column = np.asarray(column)
+    return column.reshape(len(column), -1)[:, 0] if column.ndim > 1 else column
+
+
+def _check_locator(locator: Any) -> None:
+    if locator is None or callable(locator) or isinstance(locator, str):
+        return
+    if isinstance(locator, (list, tuple)) and locator and all(isinstance(c, str) for c in locator):
+        return
+    raise TypeError(
+        "The 'groups' parameter must be None, a column name (str), a non-empty list of "
+        "column names (intersectional groups) or a callable f(X, y) -> labels such as "
+        f"fairprune.groups.by_target. Got {locator!r} of type {type(locator).__name__} instead."
+    )
+
+
+def locate_groups(locator: GroupLocator, X: Any, y: Any = None) -> np.ndarray | None:
+    """Read group labels from ``X`` (and ``y``) with a locator.
+
+    Parameters
+    ----------
+    locator : None, str, list of str or callable
+        ``None`` (no locator), a column/key name, several names (intersection: each label is a
+        tuple of the columns' values) or a callable ``f(X, y) -> labels``.
+    X : DataFrame, dict, SliceDict or array-like
+        Input data holding the group columns.
+    y : array-like, optional
+        Targets, for callables such as :func:`by_target`.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        One label per sample, or ``None`` when ``locator`` is ``None``.
+
+    Examples
+    --------
+    >>> X = pd.DataFrame({"x": [0.1, 0.2], "race": ["a", "b"], "sex": ["f", "m"]})
+    >>> locate_groups("race", X).tolist()
+    ['a', 'b']
+    >>> locate_groups(["race", "sex"], X).tolist()
+    [('a', 'f'), ('b', 'm')]
+    """
+    _check_locator(locator)
+    if locator is None:
+        return None
+    if isinstance(locator, str):
+        return check_label_array(_column(X, locator), "groups")
+    if isinstance(locator, (list, tuple)):
+        columns = [check_label_array(_column(X, name), "groups") for name in locator]
+        labels = np.empty(len(columns[0]), dtype=object)
+        labels[:] = list(zip(*columns)) if len(columns) > 1 else [(v,) for v in columns[0]]
+        return labels
+    return check_label_array(locator(X, y), "groups")
+
+
+def drop_group_columns(locator: GroupLocator, X: Any) -> Any:
+    """Remove the locator's columns/keys from ``X`` so they never reach the module.
+
+    Columns that are absent are ignored (data at predict time may come without them).
+    """
+    if locator is None or callable(locator):
+        return X
+    names = [locator] if isinstance(locator, str) else list(locator)
+    if isinstance(X, pd.DataFrame):
+        return X.drop(columns=[n for n in names if n in X.columns])
+    if isinstance(X, Mapping):
+        kept = {k: v for k, v in X.items() if k not in names}
+        return type(X)(**kept) if type(X).__name__ == "SliceDict" else kept
+    return X
+
+
+class GroupEncoder:
+    """Encode arbitrary hashable group labels as integers ``0 .. n_groups - 1``.
+
+    Labels are sorted when they are mutually comparable (strings, numbers, tuples of those),
+    else kept in order of first appearance. Pandas categoricals keep their categories' order
+    restricted to the categories present.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray of object
+        The group labels seen in :meth:`fit`, in code order.
+
+    Examples
+    --------
+    >>> enc = GroupEncoder().fit(["b", "a", "b"])
+    >>> enc.classes_.tolist(), enc.transform(["a", "b"]).tolist()
+    (['a', 'b'], [0, 1])
+    """
+
+    def fit(self, labels: Any) -> "GroupEncoder":
+        if isinstance(labels, pd.Series) and isinstance(labels.dtype, pd.CategoricalDtype):
+            present = set(labels.dropna().unique())
+            uniques = [c for c in labels.cat.categories if c in present]
+            check_label_array(labels, "groups")
+        else:
+            array = check_label_array(labels, "groups")
+            uniques = list(pd.unique(pd.Series(array, dtype=object)))
+            try:
+                uniques = sorted(uniques)
+            except TypeError:
+                pass
+        self.classes_ = np.empty(len(uniques), dtype=object)
+        self.classes_[:] = uniques
+        self._lookup = {label: code for code, label in enumerate(uniques)}
+        return self
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.classes_)
+
+    def transform(self, labels: Any, *, unseen: str = "error") -> np.ndarray:
+        """Codes of ``labels``; unseen labels raise (``unseen="error"``) or get -1."""
+        array = check_label_array(labels, "groups")
+        codes = np.fromiter((self._lookup.get(v, -1) for v in array), np.int64, len(array))
+        if unseen == "error" and (codes < 0).any():
+            missing = sorted({repr(v) for v in array[codes < 0]})[:5]
+            raise ValueError(
+                f"'groups' contains labels not seen in fit: {', '.join(missing)}. "
+                f"Known groups: {len(self.classes_)}."
+            )
+        return codes
+
+    def fit_transform(self, labels: Any) -> np.ndarray:
+        return self.fit(labels).transform(labels)

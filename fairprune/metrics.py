@@ -1,0 +1,184 @@
+"""Disparity metrics of a pruned classifier against its dense reference.
+
+Pure functions on array-likes (numpy/pandas, no torch). Every value is a fraction, not a
+percentage. With ``acc_g`` the accuracy on group ``g``:
+
+* accuracy gap ``Δ_g = acc_g(dense) − acc_g(sparse)`` and overall ``Δ = acc(dense) − acc(sparse)``;
+* excess accuracy gap ``ψ_g = Δ_g − Δ`` (the quantity CEAG constrains to ``ψ_g <= ε``);
+* pairwise disparity ``Ψ_PW = max_g Δ_g − min_g Δ_g``;
+* ``max_g ψ_g``.
+
+Because ``Δ`` is the size-weighted mean of the ``Δ_g``, the size-weighted sum of ``ψ_g`` is 0,
+``max_g ψ_g >= 0`` and ``max_g ψ_g <= Ψ_PW``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._validation import check_label_array, check_same_length, check_vector
+
+__all__ = [
+    "accuracy_gaps",
+    "excess_accuracy_gaps",
+    "group_accuracy",
+    "max_excess_accuracy_gap",
+    "pairwise_disparity",
+]
+
+
+def _group_index(groups: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """Encode group labels; labels are sorted when they are mutually comparable."""
+    codes, uniques = pd.factorize(pd.Series(groups, dtype=object), sort=False)
+    try:
+        order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
+        # argsort on object arrays compares the labels; a TypeError means mixed types
+    except TypeError:
+        order = np.arange(len(uniques))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    labels = pd.Index(np.asarray(uniques, dtype=object)[order], tupleize_cols=False, name="group")
+    return labels, rank[codes]
+
+
+def _correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    return (y_true == y_pred).astype(np.float64)
+
+
+def _per_group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    counts = np.bincount(codes, minlength=n_groups)
+    return np.bincount(codes, weights=values, minlength=n_groups) / counts
+
+
+def _checked(y_true, y_pred_dense, y_pred_sparse, groups):
+    y_true = check_vector(y_true, "y_true")
+    dense = check_vector(y_pred_dense, "y_pred_dense")
+    sparse = check_vector(y_pred_sparse, "y_pred_sparse")
+    groups = check_label_array(groups, "groups")
+    check_same_length(
+        [("y_true", y_true), ("y_pred_dense", dense), ("y_pred_sparse", sparse), ("groups", groups)]
+    )
+    return y_true, dense, sparse, groups
+
+
+def group_accuracy(y_true: Any, y_pred: Any, groups: Any) -> pd.Series:
+    """Accuracy of ``y_pred`` within each group.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+        True and predicted class labels.
+    groups : array-like of shape (n_samples,)
+        Hashable group label of every sample (no missing values).
+
+    Returns
+    -------
+    pandas.Series
+        Accuracy per group, indexed by group label (sorted when the labels are comparable).
+
+    Examples
+    --------
+    >>> group_accuracy([0, 1, 1, 0], [0, 1, 0, 0], ["a", "a", "b", "b"])
+    group
+    a    1.0
+    b    0.5
+    Name: accuracy, dtype: float64
+    """
+    y_true = check_vector(y_true, "y_true")
+    y_pred = check_vector(y_pred, "y_pred")
+    groups = check_label_array(groups, "groups")
+    check_same_length([("y_true", y_true), ("y_pred", y_pred), ("groups", groups)])
+    labels, codes = _group_index(groups)
+    values = _per_group_mean(_correct(y_true, y_pred), codes, len(labels))
+    return pd.Series(values, index=labels, name="accuracy")
+
+
+def _gaps(y_true, y_pred_dense, y_pred_sparse, groups) -> tuple[pd.Series, float]:
+    y_true, dense, sparse, groups = _checked(y_true, y_pred_dense, y_pred_sparse, groups)
+    labels, codes = _group_index(groups)
+    diff = _correct(y_true, dense) - _correct(y_true, sparse)
+    per_group = _per_group_mean(diff, codes, len(labels))
+    return pd.Series(per_group, index=labels, name="accuracy_gap"), float(diff.mean())
+
+
+def accuracy_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> pd.Series:
+    """Per-group accuracy lost by pruning, ``Δ_g = acc_g(dense) − acc_g(sparse)``.
+
+    Parameters
+    ----------
+    y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
+        True labels and the dense and sparse models' predictions.
+    groups : array-like of shape (n_samples,)
+        Group label of every sample.
+
+    Returns
+    -------
+    pandas.Series
+        ``Δ_g`` indexed by group label. Negative values mean pruning helped that group.
+
+    Examples
+    --------
+    >>> accuracy_gaps([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
+    group
+    a    0.5
+    b    0.0
+    Name: accuracy_gap, dtype: float64
+    """
+    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups)[0]
+
+
+def excess_accuracy_gaps(
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any
+) -> pd.Series:
+    """Per-group excess accuracy gap ``ψ_g = Δ_g − Δ``.
+
+    Parameters
+    ----------
+    y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
+        True labels and the dense and sparse models' predictions.
+    groups : array-like of shape (n_samples,)
+        Group label of every sample.
+
+    Returns
+    -------
+    pandas.Series
+        ``ψ_g`` indexed by group label; the size-weighted sum is 0.
+
+    Examples
+    --------
+    >>> excess_accuracy_gaps([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
+    group
+    a    0.25
+    b   -0.25
+    Name: excess_accuracy_gap, dtype: float64
+    """
+    gaps, overall = _gaps(y_true, y_pred_dense, y_pred_sparse, groups)
+    return (gaps - overall).rename("excess_accuracy_gap")
+
+
+def pairwise_disparity(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> float:
+    """Pairwise disparity ``Ψ_PW = max_g Δ_g − min_g Δ_g`` (a fraction, >= 0).
+
+    Examples
+    --------
+    >>> pairwise_disparity([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
+    0.5
+    """
+    gaps = accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups)
+    return float(gaps.max() - gaps.min())
+
+
+def max_excess_accuracy_gap(
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any
+) -> float:
+    """Largest excess accuracy gap ``max_g ψ_g`` (a fraction, >= 0, <= ``Ψ_PW``).
+
+    Examples
+    --------
+    >>> max_excess_accuracy_gap([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
+    0.25
+    """
+    return float(excess_accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups).max())

@@ -1,0 +1,233 @@
+"""Pruning masks that hold through training, deep-copies and pickling.
+
+Masks are explicit tensors kept in a :class:`MaskSet` (an ``nn.Module`` of buffers, so it moves
+with ``.to(device)`` and pickles with the model) and re-applied after every optimizer step.
+No ``torch.nn.utils.prune`` forward hooks (they break ``copy.deepcopy``, PyTorch issue 37322)
+and no parametrizations (they break pickling): the pruned model keeps its class and
+``state_dict`` keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import PRUNABLE_TYPES
+
+__all__ = ["MaskSet", "channel_masks", "magnitude_masks"]
+
+
+def _buffer_name(param_name: str) -> str:
+    return param_name.replace(".", "__")
+
+
+class MaskSet(nn.Module):
+    """Masks keyed by parameter name; multiplying a parameter by its mask prunes it.
+
+    Parameters
+    ----------
+    masks : dict of str to Tensor, optional
+        ``{parameter name: mask}``, masks of the parameter's shape with 0 (pruned) and 1 (kept).
+    channel_plan : list of (str, list of int), optional
+        For structured pruning: the root layer of every pruned channel group and the pruned
+        output-channel indices, used by :func:`~fairprune.pruning.export.export_module`.
+    example_input_shape : tuple of int, optional
+        Shape of one input sample, needed to trace the dependency graph at export.
+    """
+
+    def __init__(
+        self,
+        masks: dict[str, torch.Tensor] | None = None,
+        channel_plan: list[tuple[str, list[int]]] | None = None,
+        example_input_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.param_names: list[str] = []
+        self.channel_plan = list(channel_plan or [])
+        self.example_input_shape = example_input_shape
+        for name, mask in (masks or {}).items():
+            self.param_names.append(name)
+            self.register_buffer(_buffer_name(name), mask.detach().clone())
+        self._bound: tuple[int, list[nn.Parameter]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_bound"] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        clone = MaskSet(
+            {n: m.clone() for n, m in self.items()}, self.channel_plan, self.example_input_shape
+        )
+        return clone
+
+    def items(self) -> list[tuple[str, torch.Tensor]]:
+        return [(name, getattr(self, _buffer_name(name))) for name in self.param_names]
+
+    def __len__(self) -> int:
+        return len(self.param_names)
+
+    def _params(self, module: nn.Module) -> list[nn.Parameter]:
+        if self._bound is None or self._bound[0] != id(module):
+            params = [module.get_parameter(name) for name in self.param_names]
+            self._bound = (id(module), params)
+        return self._bound[1]
+
+    def check_compatible(self, module: nn.Module) -> None:
+        """Raise ``ValueError`` if a mask has no parameter of the same shape in ``module``."""
+        named = dict(module.named_parameters())
+        for name, mask in self.items():
+            if name not in named:
+                raise ValueError(
+                    f"The pruning masks do not match the module: it has no parameter {name!r}."
+                )
+            if named[name].shape != mask.shape:
+                raise ValueError(
+                    f"The pruning masks do not match the module: mask {name!r} has shape "
+                    f"{tuple(mask.shape)}, the parameter {tuple(named[name].shape)}."
+                )
+
+    @torch.no_grad()
+    def apply_(self, module: nn.Module) -> None:
+        """Zero the pruned entries of ``module``'s parameters, in place (one fused op)."""
+        if not self.param_names:
+            return
+        params = self._params(module)
+        torch._foreach_mul_(params, [mask for _, mask in self.items()])
+
+    def density(self) -> float:
+        """Fraction of masked entries that are kept."""
+        total = sum(m.numel() for _, m in self.items())
+        kept = sum(float(m.sum()) for _, m in self.items())
+        return kept / total if total else 1.0
+
+
+def _weight_name(layer_name: str) -> str:
+    return f"{layer_name}.weight"
+
+
+def _keep_mask(scores: torch.Tensor, n_pruned: int) -> torch.Tensor:
+    """1 everywhere but at the ``n_pruned`` smallest scores (ties: lowest index first)."""
+    flat = scores.flatten()
+    mask = torch.ones_like(flat)
+    if n_pruned > 0:
+        order = torch.argsort(flat, stable=True)
+        mask[order[:n_pruned]] = 0
+    return mask.view_as(scores)
+
+
+@torch.no_grad()
+def magnitude_masks(
+    module: nn.Module, layer_names: Sequence[str], sparsity: float, scope: str = "layerwise"
+) -> dict[str, torch.Tensor]:
+    """Unstructured magnitude masks of the weights of ``layer_names``.
+
+    Exactly ``round(sparsity · n)`` weights are pruned per layer (``scope="layerwise"``) or over
+    all listed layers together (``scope="global"``, one threshold); ties at the threshold are
+    broken by position, so the result is deterministic.
+    """
+    weights = {_weight_name(n): module.get_parameter(_weight_name(n)) for n in layer_names}
+    if scope == "layerwise":
+        return {
+            name: _keep_mask(w.abs(), round(sparsity * w.numel())).to(w.dtype)
+            for name, w in weights.items()
+        }
+    if scope == "global":
+        scores = torch.cat([w.detach().abs().flatten().float() for w in weights.values()])
+        keep = _keep_mask(scores, round(sparsity * scores.numel()))
+        masks, offset = {}, 0
+        for name, w in weights.items():
+            masks[name] = keep[offset : offset + w.numel()].view_as(w).to(w.dtype)
+            offset += w.numel()
+        return masks
+    raise ValueError(f"The 'pruning_scope' must be 'layerwise' or 'global'; got {scope!r}.")
+
+
+def _dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
+    import torch_pruning as tp
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.enable_grad():  # the graph is traced through autograd
+            graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    finally:
+        module.train(was_training)
+    return graph
+
+
+def _root_handler(layer: nn.Module):
+    import torch_pruning as tp
+
+    if isinstance(layer, nn.Linear):
+        return tp.prune_linear_out_channels
+    return tp.prune_conv_out_channels
+
+
+@torch.no_grad()
+def channel_masks(
+    module: nn.Module,
+    layer_names: Sequence[str],
+    fraction: float,
+    example_inputs: torch.Tensor,
+) -> tuple[dict[str, torch.Tensor], list[tuple[str, list[int]]]]:
+    """Structured masks: remove whole output channels (neurons for Linear layers).
+
+    Channels are coupled through the dependency graph of Torch-Pruning (BatchNorm after a
+    convolution, residual additions, depthwise convolutions); each coupled group loses the
+    ``round(fraction · C)`` channels of smallest L2 norm (averaged over the group). The masks
+    zero the out-channel rows of every coupled Conv/Linear weight and bias and the BatchNorm
+    scale and shift, so a masked channel outputs exactly 0 and physical removal at export
+    leaves outputs unchanged.
+
+    Returns
+    -------
+    masks : dict of str to Tensor
+        Masks per parameter name.
+    plan : list of (str, list of int)
+        Root layer name and pruned channel indices of every group.
+    """
+    import torch_pruning as tp
+
+    if fraction == 0:
+        return {}, []
+    graph = _dependency_graph(module, example_inputs)
+    name_of = {layer: name for name, layer in module.named_modules()}
+    selected = set(layer_names)
+    ignored = [
+        layer
+        for name, layer in module.named_modules()
+        if isinstance(layer, PRUNABLE_TYPES) and name not in selected
+    ]
+    importance = tp.importance.MagnitudeImportance(p=2, group_reduction="mean")
+    masks: dict[str, torch.Tensor] = {}
+    plan: list[tuple[str, list[int]]] = []
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
+        root = group[0].dep.target.module
+        scores = importance(group)
+        n_pruned = round(fraction * scores.numel())
+        if n_pruned == 0 or n_pruned >= scores.numel():
+            continue
+        idxs = torch.argsort(scores.float().cpu(), stable=True)[:n_pruned].tolist()
+        plan.append((name_of[root], sorted(idxs)))
+        pruning_group = graph.get_pruning_group(root, _root_handler(root), idxs)
+        for item in pruning_group:
+            layer, rows = item.dep.target.module, item.idxs
+            if item.dep.handler.__name__ != "prune_out_channels" or layer not in name_of:
+                continue
+            if not isinstance(layer, (*PRUNABLE_TYPES, nn.modules.batchnorm._BatchNorm)):
+                continue
+            for pname in ("weight", "bias"):
+                param = getattr(layer, pname, None)
+                if param is None:
+                    continue
+                full = f"{name_of[layer]}.{pname}"
+                mask = masks.get(full)
+                if mask is None:
+                    mask = torch.ones_like(param)
+                mask[list(rows)] = 0
+                masks[full] = mask
+    return masks, plan

@@ -1,0 +1,119 @@
+"""scikit-learn scorers for the disparity of a pruned model against its dense reference.
+
+Scorers follow sklearn's "greater is better" rule: they return the *negated* metric, like
+``neg_log_loss``. They call ``predict`` (sparse model) and ``predict_dense`` (dense reference)
+of the fitted estimator — or of the last step of a ``Pipeline``, after the earlier steps'
+``transform`` — on the scored fold.
+
+Groups come from routed metadata (``sklearn.set_config(enable_metadata_routing=True)`` and
+``scorer.set_score_request(groups=True)``), from a ``groups=`` argument when a scorer is
+called directly, or from the estimator's ``groups`` locator. A scorer that finds no groups
+raises a ``ValueError``: it never returns NaN (which GridSearchCV would record silently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.metrics._scorer import _BaseScorer
+from sklearn.pipeline import Pipeline
+
+from .groups import locate_groups
+from .metrics import max_excess_accuracy_gap, pairwise_disparity
+
+__all__ = [
+    "DisparityScorer",
+    "make_disparity_scorer",
+    "neg_max_excess_gap_scorer",
+    "neg_pairwise_disparity_scorer",
+]
+
+NO_GROUPS_MESSAGE = (
+    "{name} needs group labels, but none reached it: the estimator has no 'groups' locator "
+    "and no 'groups' were passed. Either give the estimator a locator (groups='column' or "
+    "groups=by_target), or enable metadata routing "
+    "(sklearn.set_config(enable_metadata_routing=True)) and call "
+    "scorer.set_score_request(groups=True) and estimator.set_fit_request(groups=True)."
+)
+
+
+def _final_step(estimator: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """The estimator that owns ``predict_dense`` and a function mapping X to its input."""
+    if isinstance(estimator, Pipeline):
+        head, final = estimator[:-1], estimator[-1]
+        return final, (lambda X: head.transform(X)) if len(head) else (lambda X: X)
+    return estimator, lambda X: X
+
+
+class DisparityScorer(_BaseScorer):
+    """Scorer computing ``sign * metric(y, predict_dense(X), predict(X), groups)``.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y_true, y_pred_dense, y_pred_sparse, groups) -> float``, e.g.
+        :func:`fairprune.metrics.pairwise_disparity`.
+    greater_is_better : bool, default=False
+        ``False`` negates the metric (disparities are losses).
+    """
+
+    def __init__(self, metric: Callable[..., float], greater_is_better: bool = False) -> None:
+        if not callable(metric):
+            raise TypeError(
+                "make_disparity_scorer needs a callable metric(y_true, y_pred_dense, "
+                f"y_pred_sparse, groups) -> float; got {metric!r}."
+            )
+        super().__init__(metric, 1 if greater_is_better else -1, {}, response_method="predict")
+
+    def __call__(self, estimator, X, y_true, groups=None, **kwargs):
+        """Score ``estimator`` on ``X``; ``groups`` may be given directly."""
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for a disparity scorer: {sorted(kwargs)}.")
+        return self._score(None, estimator, X, y_true, groups=groups)
+
+    def _score(self, method_caller, estimator, X, y_true, groups=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unexpected metadata for a disparity scorer: {sorted(kwargs)}.")
+        final, to_final_input = _final_step(estimator)
+        if not hasattr(final, "predict_dense"):
+            raise TypeError(
+                f"{self._routing_repr()} scores estimators with predict_dense() (such as "
+                f"FairPrunedClassifier); got {type(final).__name__}."
+            )
+        if groups is None:
+            groups = locate_groups(getattr(final, "groups", None), X, y_true)
+        if groups is None:
+            raise ValueError(NO_GROUPS_MESSAGE.format(name=self._routing_repr()))
+        sparse = estimator.predict(X)
+        dense = final.predict_dense(to_final_input(X))
+        return self._sign * float(self._score_func(np.asarray(y_true), dense, sparse, groups))
+
+    def __repr__(self) -> str:
+        name = getattr(self._score_func, "__name__", repr(self._score_func))
+        prefix = "neg_" if self._sign < 0 else ""
+        return f"disparity_scorer({prefix}{name})"
+
+
+def make_disparity_scorer(metric: Callable[..., float], greater_is_better: bool = False):
+    """Make a scorer from a disparity metric of ``fairprune.metrics``.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y_true, y_pred_dense, y_pred_sparse, groups) -> float``.
+    greater_is_better : bool, default=False
+        Disparities are losses: by default the scorer returns ``-metric``.
+
+    Returns
+    -------
+    DisparityScorer
+        Usable as ``scoring=`` in ``GridSearchCV``/``cross_validate``; supports
+        ``set_score_request(groups=True)`` under metadata routing.
+    """
+    return DisparityScorer(metric, greater_is_better=greater_is_better)
+
+
+neg_pairwise_disparity_scorer = make_disparity_scorer(pairwise_disparity)
+neg_max_excess_gap_scorer = make_disparity_scorer(max_excess_accuracy_gap)
