@@ -100,9 +100,12 @@ def _has_tuples(values: Any) -> bool:
 
 def check_label_array(values: Any, name: str = "groups") -> np.ndarray:
     """A 1-D array of hashable labels with no missing value (None/NaN)."""
-    if isinstance(values, list) and values and isinstance(values[0], tuple):
+    if isinstance(values, (list, tuple)) and not any(isinstance(v, (list, np.ndarray)) for v in values):
+        # element-wise object array: np.asarray(["a", nan]) would turn NaN into the string 'nan'
         array = np.empty(len(values), dtype=object)
-        array[:] = values
+        array[:] = list(values)
+        if array.shape[0] == 0:
+            raise ValueError(f"{name!r} is empty: at least one sample is required.")
     else:
         array = check_vector(values, name)
     missing = pd.isna(array) if array.dtype != object else np.array(

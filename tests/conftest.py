@@ -1,0 +1,70 @@
+"""Shared fixtures: real data (bundled digits, UCI Adult when ../shared/data is present),
+a trained dense MLP, and a device fixture that skips CUDA when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def train_dense_mlp(X: np.ndarray, y: np.ndarray, hidden=(128, 128), epochs=30, seed=0):
+    """A dense MLP trained with Adam: the 'trained dense model' users bring."""
+    torch.manual_seed(seed)
+    sizes = [X.shape[1], *hidden]
+    layers: list[torch.nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(sizes[-1], int(y.max()) + 1))
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    Xt, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+    for _ in range(epochs):
+        perm = torch.randperm(len(Xt))
+        for i in range(0, len(Xt), 64):
+            idx = perm[i : i + 64]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_dense(digits):
+    X, y = digits
+    return train_dense_mlp(X, y)
+
+
+@pytest.fixture(scope="session")
+def adult_path():
+    path = SHARED_DATA / "adult" / "adult.data"
+    if not path.exists():
+        pytest.skip(f"UCI Adult not found at {path} (../shared/data is absent in user clones)")
+    return path
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    return request.param
+
+
+def pytest_configure(config):
+    os.environ.setdefault("MPLBACKEND", "Agg")
