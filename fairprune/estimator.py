@@ -472,8 +472,15 @@ class FairPrunedClassifier(NeuralNetClassifier):
             if self.fairness_ is None:
                 self._initialize_fairness(packed, y)
             super().partial_fit(packed, y, **fit_params)
-        self._finish_fit(packed, y)
+            # iterating a DataLoader draws a seed from the global RNG: keep it in the fork
+            self._finish_fit(packed, y)
         return self
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """A fresh model runs ``pruning_epochs + max_epochs``; a fitted one ``max_epochs`` more."""
+        if epochs is None:
+            epochs = self.max_epochs + (self.pruning_epochs if not len(self.history) else 0)
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def _initialize_fairness(self, packed, y) -> None:
         dataset_train, _ = self.get_split_datasets(packed, y)
