@@ -74,6 +74,7 @@ class FairnessLogger(Callback):
         gaps = (state.reference.group_accuracy - state.epoch_correct / count.clamp(min=1))
         seen = (count > 0).cpu().numpy()
         gaps = gaps.cpu().numpy()[seen]
+        net.history.record("train_eag", [round(float(v), 6) for v in psi])
         net.history.record("train_max_eag", float(np.nanmax(psi)) if seen.any() else math.nan)
         net.history.record("train_psi_pw", float(gaps.max() - gaps.min()) if seen.any() else math.nan)
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)

@@ -37,7 +37,7 @@ __all__ = ["FairPrunedClassifier"]
 
 _X_KEY = "__fairprune_X__"
 _G_KEY = "__fairprune_groups__"
-_NOT_SHOWN = ("multipliers", "phase", "lr")
+_NOT_SHOWN = ("multipliers", "train_eag", "phase", "lr")
 
 
 class FairPrunedClassifier(NeuralNetClassifier):
