@@ -1,0 +1,34 @@
+"""The README's usage example and the demo run, so neither can rot."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_usage_example_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "README has no python example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    report = namespace["report"]
+    assert len(report) == 10
+    assert 0 <= report.attrs["max_excess_accuracy_gap"] <= report.attrs["pairwise_disparity"]
+    assert namespace["clf"].sparsity_ > 0.89
+
+
+def test_demo_prints_both_reports_and_writes_png(tmp_path):
+    out = tmp_path / "demo.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    assert " NFT:" in result.stdout and "CEAG:" in result.stdout
+    assert "excess_accuracy_gap" in result.stdout
+    assert out.stat().st_size > 10_000
+    nft = float(re.search(r"NFT:.*max psi_g ([0-9.]+)", result.stdout).group(1))
+    ceag = float(re.search(r"CEAG:.*max psi_g ([0-9.]+)", result.stdout).group(1))
+    assert ceag <= 0.03 < nft
