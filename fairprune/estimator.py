@@ -167,8 +167,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
     >>> X = (X / 16).astype("float32")
     >>> dense = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
     ...                             torch.nn.Linear(32, 10))
-    >>> clf = FairPrunedClassifier(dense, sparsity=0.5, tolerance=0.05, pruning_epochs=1,
-    ...                            max_epochs=1, verbose=0)
+    >>> clf = FairPrunedClassifier(dense, sparsity=0.5, tolerance=0.05, dense_layers=(),
+    ...                            pruning_epochs=1, max_epochs=1, verbose=0)
     >>> clf = clf.fit(X, y, groups=y)
     >>> round(clf.sparsity_, 2)
     0.5
@@ -406,6 +406,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         return y
 
     def _prepare_fit_data(self, X, y, groups):
+        prunable_layers(self.dense_module, tuple(self.dense_layers))  # bad names fail first
         if X is None:
             raise ValueError("'X' is required; got None.")
         if y is None:
