@@ -1,0 +1,100 @@
+"""Per-step cost of the constrained methods over naive fine-tuning (NFT).
+
+A small CNN (2 conv + 2 linear layers, 90% unstructured masks) on 1x28x28 inputs, batch 256,
+CPU. For each number of groups, one training step (forward, per-sample loss, the method's
+updates, masks) of NFT, CEAG (replay buffers of 40) and EL+RB is timed, interleaved round-robin
+in one run; the medians' ratios are printed and written to benchmarks/results/ceag_overhead.json.
+Inputs are random tensors: a step's cost does not depend on pixel values.
+
+    python benchmarks/ceag_overhead.py [--groups 10 100 1000 5000] [--repeats 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+from torch import nn
+
+from _timing import interleaved_medians, write_json
+from fairprune.constraints import (
+    CEAGProblem,
+    EqualizedLossProblem,
+    FairnessState,
+    FineTuningEngine,
+    NaiveFineTuning,
+    make_dual_optimizer,
+)
+from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
+def make_step(method: str, n_groups: int, batch: int):
+    torch.manual_seed(0)
+    model = small_cnn()
+    masks = MaskSet(magnitude_masks(model, prunable_layers(model), 0.9))
+    masks.apply_(model)
+    constrained = method != "nft"
+    state = FairnessState(n_groups, 40 if constrained else 0, constrained)
+    state.reference.fill(torch.rand(4 * batch), (torch.rand(4 * batch) > 0.1).float(),
+                         torch.randint(0, n_groups, (4 * batch,)))
+    primal = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    if method == "nft":
+        problem, dual = NaiveFineTuning(state, 0.02), None
+    else:
+        problem = (CEAGProblem if method == "ceag" else EqualizedLossProblem)(state, 0.02)
+        dual = make_dual_optimizer("sgd", state.multiplier.parameters(), 1e-3)
+    engine = FineTuningEngine(problem, primal, dual, masks)
+    x = torch.randn(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    groups = torch.randint(0, n_groups, (batch,))
+
+    def step():
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="none")
+        correct = (logits.detach().argmax(1) == y).float()
+        engine.step(model, loss, correct, groups)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--groups", type=int, nargs="+", default=[2, 10, 100, 1000, 5000])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=60)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    rows = []
+    print(f"CPU threads {torch.get_num_threads()}, batch {args.batch}, medians of {args.repeats} steps")
+    print(f"{'groups':>7} {'NFT ms':>8} {'CEAG ms':>8} {'EL+RB ms':>9} {'CEAG/NFT':>9} {'EL+RB/NFT':>10}")
+    for n_groups in args.groups:
+        steps = {m: make_step(m, n_groups, args.batch) for m in ("nft", "ceag", "equalized_loss")}
+        t = interleaved_medians(steps, args.repeats)
+        row = {
+            "groups": n_groups,
+            "nft_ms": 1e3 * t["nft"],
+            "ceag_ms": 1e3 * t["ceag"],
+            "el_rb_ms": 1e3 * t["equalized_loss"],
+            "ceag_over_nft": t["ceag"] / t["nft"],
+            "el_rb_over_nft": t["equalized_loss"] / t["nft"],
+        }
+        rows.append(row)
+        print(f"{n_groups:>7} {row['nft_ms']:8.2f} {row['ceag_ms']:8.2f} {row['el_rb_ms']:9.2f} "
+              f"{row['ceag_over_nft']:9.3f} {row['el_rb_over_nft']:10.3f}")
+    path = write_json("ceag_overhead.json", {"machine": platform.processor() or platform.machine(),
+                                             "torch": torch.__version__, "batch": args.batch,
+                                             "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
