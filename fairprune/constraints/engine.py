@@ -17,8 +17,10 @@ def make_dual_optimizer(kind: str, parameters, lr: float) -> torch.optim.Optimiz
     """The multipliers' optimizer: plain projected SGD ascent (the paper) or Cooper's nuPI.
 
     nuPI (a PI controller on the constraint violations) damps the oscillations of the
-    multipliers; with ``kappa_p = 0`` it reduces to SGD. Both are built with ``maximize=True``
-    and accept the sparse gradients of indexed multipliers.
+    multipliers; with ``Kp = 0`` it reduces to SGD. Both are built with ``maximize=True``
+    and accept the sparse gradients of indexed multipliers. Note: cooper-optim 1.0.1's sparse
+    nuPI update branches on ``tensor.any()`` in Python, one host sync per step on a GPU; the
+    SGD path is free of syncs.
     """
     import cooper
 
