@@ -14,8 +14,10 @@ import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
+from skorch.utils import is_dataset
 from skorch.helper import SliceDict
 from skorch.utils import TeeGenerator, to_tensor
+from torch.nn.parameter import is_lazy
 
 from . import _params
 from ._validation import check_label_array, check_vector
@@ -38,6 +40,28 @@ __all__ = ["FairPrunedClassifier"]
 _X_KEY = "__fairprune_X__"
 _G_KEY = "__fairprune_groups__"
 _NOT_SHOWN = ("multipliers", "train_eag", "phase", "lr")
+
+
+def _check_finite_array(X) -> None:
+    """Reject sparse matrices, empty feature sets and NaN/inf in numeric array inputs."""
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "Sparse input is not supported: pass a dense numpy array or tensor as X "
+            "(X.toarray()), the module receives dense tensors."
+        )
+    values = X.values() if isinstance(X, Mapping) else [X]
+    for value in values:
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+            continue
+        if array.ndim == 2 and array.shape[1] == 0:
+            raise ValueError(
+                f"X has 0 feature(s) (shape={array.shape}) while a minimum of 1 is required."
+            )
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ValueError(
+                "X contains NaN or infinity; impute or drop those values before fitting."
+            )
 
 
 class FairPrunedClassifier(NeuralNetClassifier):
@@ -282,11 +306,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         dense = copy.deepcopy(self.dense_module).to(self.device)
         dense.eval()
         for param in dense.parameters():
-            param.requires_grad_(False)
+            if not is_lazy(param):  # lazy modules materialise at the first forward
+                param.requires_grad_(False)
         self.dense_module_ = dense
         self.module_ = copy.deepcopy(self.dense_module).to(self.device)
-        for param in self.module_.parameters():
-            param.requires_grad_(True)
         return self
 
     def initialize_criterion(self):
@@ -321,6 +344,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
         """X without the locator's group columns, in the form the module takes."""
         if isinstance(X, Mapping) and _G_KEY in X:
             return X  # already packed by fit
+        if X is None:
+            raise ValueError("'X' is required; got None.")
         X = drop_group_columns(self.groups, X)
         if isinstance(X, pd.DataFrame):
             non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
@@ -329,9 +354,28 @@ class FairPrunedClassifier(NeuralNetClassifier):
                     f"X has non-numeric columns {non_numeric[:5]} left after removing the group "
                     "columns; encode them first (e.g. a ColumnTransformer in a Pipeline)."
                 )
-            return X.to_numpy(dtype=np.float32)
-        if isinstance(X, np.ndarray) and X.dtype == np.float64:
-            return X.astype(np.float32)
+            X = X.to_numpy(dtype=np.float32)
+        elif not isinstance(X, (np.ndarray, torch.Tensor, Mapping)) and not is_dataset(X):
+            if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+                _check_finite_array(X)  # raises the sparse-input error
+            X = np.asarray(X)
+        if isinstance(X, np.ndarray):
+            if np.iscomplexobj(X):
+                raise ValueError("Complex data not supported: X must be real-valued.")
+            if X.dtype == object:
+                try:
+                    X = X.astype(np.float32)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"X of dtype object could not be converted to float: {exc}")
+            if X.ndim == 1:
+                raise ValueError(
+                    "Expected 2D array, got 1D array instead. Reshape your data either using "
+                    "X.reshape(-1, 1) if your data has a single feature or X.reshape(1, -1) if "
+                    "it contains a single sample."
+                )
+            if X.dtype == np.float64:
+                X = X.astype(np.float32)
+        _check_finite_array(X)
         return X
 
     def _resolve_groups(self, X, y, groups):
@@ -363,13 +407,19 @@ class FairPrunedClassifier(NeuralNetClassifier):
             if isinstance(X_features, Mapping)
             else X_features[:2]
         )
-        module = self.dense_module
+        module = self.dense_module_  # the deep copy: the user's module is never run here
         was_training = module.training
         try:
             module.eval()
             device = next(module.parameters()).device
             x = to_tensor(probe, device=device)
             out = module(**x) if isinstance(x, Mapping) else module(x)
+            if any(is_lazy(p) for p in self.module_.parameters()):
+                self.module_.eval()
+                self.module_(**x) if isinstance(x, Mapping) else self.module_(x)
+                self.module_.load_state_dict(module.state_dict())
+                for param in module.parameters():
+                    param.requires_grad_(False)
         except Exception as exc:  # noqa: BLE001 - re-raised with context
             shape = getattr(X_features, "shape", None)
             raise ValueError(
@@ -387,11 +437,16 @@ class FairPrunedClassifier(NeuralNetClassifier):
 
     def _check_targets(self, y, n_classes: int, n_samples: int) -> np.ndarray:
         y = check_vector(y, "y")
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+            raise ValueError("Input y contains NaN or infinity; every sample needs a class index.")
         if len(y) != n_samples:
             raise ValueError(f"X has {n_samples} samples but y has {len(y)}.")
-        if not np.issubdtype(y.dtype, np.number) or (
-            np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0)
-        ):
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
+            raise ValueError(
+                "Unknown label type: continuous. 'y' must hold class indices 0 .. n_classes-1 "
+                "matching dense_module's outputs."
+            )
+        if not np.issubdtype(y.dtype, np.number):
             raise ValueError(
                 "'y' must hold class indices 0 .. n_classes-1 matching dense_module's outputs; "
                 f"got values of dtype {y.dtype} (e.g. {y[:3].tolist()}). Encode labels with "
@@ -407,10 +462,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
 
     def _prepare_fit_data(self, X, y, groups):
         prunable_layers(self.dense_module, tuple(self.dense_layers))  # bad names fail first
-        if X is None:
-            raise ValueError("'X' is required; got None.")
         if y is None:
-            raise ValueError("'y' is required (class indices); got None.")
+            raise ValueError(
+                "FairPrunedClassifier requires y to be passed, but the target y is None "
+                "(class indices 0 .. n_classes-1 are expected)."
+            )
         labels = self._resolve_groups(X, y, groups)
         if labels is None:
             raise ValueError(
@@ -418,7 +474,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 "locator (groups='column', groups=['a', 'b'] or groups=by_target), or route "
                 "them with set_fit_request(groups=True) under metadata routing."
             )
-        features = self._features(X)
+        features = self._predict_features(X) if self.fairness_ is not None else self._features(X)
         n_samples = self._n_samples(features)
         if len(labels) != n_samples:
             raise ValueError(f"'groups' has {len(labels)} labels but X has {n_samples} samples.")
@@ -433,6 +489,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
             else SliceDict(**{_X_KEY: features, _G_KEY: codes})
         )
         self.n_classes_ = int(logits.shape[1])
+        if isinstance(features, np.ndarray) and features.ndim == 2:
+            self.n_features_in_ = features.shape[1]
         return packed, y
 
     # -- fit -----------------------------------------------------------------------------
@@ -464,12 +522,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
         _params.validate_params(self)
         if not self.initialized_:
             self.initialize()
-        packed, y = self._prepare_fit_data(X, y, groups)
         seed = self.random_state
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
+            packed, y = self._prepare_fit_data(X, y, groups)
             if self.fairness_ is None:
                 self._initialize_fairness(packed, y)
             super().partial_fit(packed, y, **fit_params)
@@ -698,9 +756,21 @@ class FairPrunedClassifier(NeuralNetClassifier):
         return sparsity_table(self.module_, self.prunable_layers_)
 
     # -- prediction and reports ------------------------------------------------------------
+    def _predict_features(self, X):
+        """X for a model fitted before: the feature count must not change."""
+        self.check_is_fitted(["module_"])
+        X = self._features(X)
+        expected = getattr(self, "n_features_in_", None)
+        if expected is not None and isinstance(X, np.ndarray) and X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but FairPrunedClassifier is expecting "
+                f"{expected} features as input."
+            )
+        return X
+
     def predict_proba(self, X):
         """Class probabilities of the sparse model."""
-        return super().predict_proba(self._features(X))
+        return super().predict_proba(self._predict_features(X))
 
     def predict(self, X):
         """Class indices predicted by the sparse model."""
@@ -709,8 +779,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
     @torch.no_grad()
     def predict_dense_proba(self, X):
         """Class probabilities of the dense reference model."""
-        self.check_is_fitted(["dense_module_"])
-        dataset = self.get_dataset(self._features(X))
+        dataset = self.get_dataset(self._predict_features(X))
         outputs = []
         self.dense_module_.eval()
         for batch in self.get_iterator(dataset, training=False):

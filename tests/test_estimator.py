@@ -205,7 +205,7 @@ BAD_FIT = [
     (dict(device="cuda:7") if not torch.cuda.is_available() else dict(sparsity=2), {}, ValueError, "device|sparsity"),
     ({}, dict(groups=None), ValueError, "needs group labels"),
     ({}, dict(groups=[0] * 10), ValueError, "'groups' has 10 labels but X has"),
-    ({}, dict(y=None), ValueError, "'y' is required"),
+    ({}, dict(y=None), ValueError, "requires y to be passed"),
     ({}, dict(y="strings"), ValueError, "'y' must hold class indices"),
     ({}, dict(y="too_big"), ValueError, "outside 0 .. 9"),
     ({}, dict(X="wrong_shape"), ValueError, "X of shape \\(1797, 10\\) does not fit dense_module"),
