@@ -124,7 +124,10 @@ def forbid_host_sync():
 # `.ne(0).any()` in Python conditionals (a host sync per step). Our code adds none.
 @pytest.mark.parametrize("problem_cls", [CEAGProblem, EqualizedLossProblem, NaiveFineTuning])
 @pytest.mark.parametrize("dual", ["sgd", pytest.param("nupi", marks=pytest.mark.nupi)])
-def test_engine_step_has_no_host_sync_and_updates(problem_cls, dual):
+def test_engine_step_has_no_host_sync_and_updates(problem_cls, dual, monkeypatch):
+    # the group-id range check reads values only for CPU tensors (no device sync there);
+    # switch it off to see the step as it runs on a GPU
+    monkeypatch.setattr("fairprune.constraints.engine.check_group_ids", lambda ids, n: None)
     model, state, engine = tiny_engine(problem_cls, dual=dual)
     guard = forbid_host_sync if dual == "sgd" else contextlib.nullcontext
     x, y, g = torch.randn(12, 4), torch.randint(0, 3, (12,)), torch.arange(12) % 3
@@ -159,3 +162,22 @@ def test_constrained_problem_needs_multipliers_and_dual_optimizer():
         FineTuningEngine(CEAGProblem(state, 0.1), torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=1))
     with pytest.raises(ValueError, match="'dual_optimizer' must be"):
         make_dual_optimizer("adam", state.multiplier.parameters(), 0.1)
+
+
+@pytest.mark.parametrize("ids, error, match", [
+    (torch.tensor([0, 3]), ValueError, r"group_ids must lie in \[0, 3\)"),
+    (torch.tensor([-1, 0]), ValueError, "from -1"),
+    (torch.tensor([0.0, 1.0]), TypeError, "integer tensor"),
+])
+def test_bad_group_ids_raise_clearly(ids, error, match):
+    model, _, engine = tiny_engine(CEAGProblem)
+    logits = model(torch.randn(2, 4))
+    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1]), reduction="none")
+    with pytest.raises(error, match=match):
+        engine.step(model, loss, torch.ones(2), ids)
+
+
+def test_buffer_size_must_be_positive():
+    from fairprune.constraints import ReplayBuffer
+    with pytest.raises(ValueError, match="replay buffer size must be an int >= 1"):
+        ReplayBuffer(3, 0)

@@ -164,3 +164,9 @@ def test_bad_inputs_name_the_argument():
     masks = MaskSet(magnitude_masks(mlp(), ["2"], 0.5))
     with pytest.raises(ValueError, match="do not match the module"):
         masks.check_compatible(nn.Sequential(nn.Linear(3, 3)))
+
+
+@pytest.mark.parametrize("value, error", [(1.0, ValueError), (-0.1, ValueError), ("0.5", TypeError)])
+def test_sparsity_out_of_range_names_the_argument(value, error):
+    with pytest.raises(error, match="'sparsity' must be a float in \\[0, 1\\)"):
+        magnitude_masks(mlp(), ["2"], value)

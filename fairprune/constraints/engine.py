@@ -10,7 +10,19 @@ from torch import nn
 from ..pruning.masks import MaskSet
 from .problems import FairnessProblem, StepInputs
 
-__all__ = ["FineTuningEngine", "make_dual_optimizer"]
+__all__ = ["FineTuningEngine", "check_group_ids", "make_dual_optimizer"]
+
+
+def check_group_ids(group_ids: torch.Tensor, num_groups: int) -> None:
+    """Group ids must be integers in ``[0, num_groups)``: a clear error instead of an opaque
+    index error deep inside torch. (Reads values: called on CPU tensors only.)"""
+    if group_ids.dtype.is_floating_point or group_ids.dtype == torch.bool:
+        raise TypeError(f"group_ids must be an integer tensor; got dtype {group_ids.dtype}.")
+    if group_ids.numel() and (int(group_ids.min()) < 0 or int(group_ids.max()) >= num_groups):
+        raise ValueError(
+            f"group_ids must lie in [0, {num_groups}); got values from {int(group_ids.min())} "
+            f"to {int(group_ids.max())}."
+        )
 
 
 def make_dual_optimizer(kind: str, parameters, lr: float) -> torch.optim.Optimizer:
@@ -73,6 +85,8 @@ class FineTuningEngine:
         on_grad: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Update multipliers, weights and masks from one batch; return the mean loss."""
+        if group_ids.device.type == "cpu":  # free on CPU; on a GPU it would cost a sync
+            check_group_ids(group_ids, self.problem.state.num_groups)
         inputs = StepInputs(per_sample_loss, correct, group_ids)
         self.primal_optimizer.zero_grad(set_to_none=True)
         cmp_state = self.problem.compute_cmp_state(inputs)

@@ -105,6 +105,15 @@ class MaskSet(nn.Module):
         return kept / total if total else 1.0
 
 
+def check_sparsity(sparsity, name: str = "sparsity") -> float:
+    """A fraction in [0, 1), or a ValueError/TypeError naming the argument."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+        raise TypeError(f"{name!r} must be a float in [0, 1); got {sparsity!r}.")
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"{name!r} must be a float in [0, 1); got {sparsity!r}.")
+    return float(sparsity)
+
+
 def _weight_name(layer_name: str) -> str:
     return f"{layer_name}.weight"
 
@@ -129,6 +138,7 @@ def magnitude_masks(
     all listed layers together (``scope="global"``, one threshold); ties at the threshold are
     broken by position, so the result is deterministic.
     """
+    check_sparsity(sparsity)
     weights = {_weight_name(n): module.get_parameter(_weight_name(n)) for n in layer_names}
     if scope == "layerwise":
         return {
@@ -192,7 +202,7 @@ def channel_masks(
     """
     import torch_pruning as tp
 
-    if fraction == 0:
+    if check_sparsity(fraction, "fraction") == 0:
         return {}, []
     graph = _dependency_graph(module, example_inputs)
     name_of = {layer: name for name, layer in module.named_modules()}

@@ -1,0 +1,86 @@
+"""Faults during training: NaN loss, interruption, infeasible tolerance."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from fairprune import FairPrunedClassifier, FairnessToleranceWarning
+
+
+class PoisonAt(Callback):
+    """Fill the weights with NaN just before one batch of one epoch (both 1-based)."""
+
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch, self.seen = epoch, batch, 0
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        self.seen += 1
+        # skorch appends the batch's history row before the callbacks' on_batch_begin
+        if len(net.history) == self.epoch and len(net.history[-1]["batches"]) == self.batch:
+            with torch.no_grad():
+                for p in net.module_.parameters():
+                    p.fill_(float("nan"))
+
+
+class InterruptAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_last_good_weights(digits, digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=3,
+                               verbose=0, callbacks=[("poison", PoisonAt(epoch=3, batch=4))])
+    with pytest.raises(FloatingPointError, match="at epoch 3, batch 4"):
+        clf.fit(X, y, groups=y)
+    weights = [p for p in clf.module_.parameters()]
+    assert all(torch.isfinite(p).all() for p in weights)
+    assert np.isfinite(clf.predict_proba(X)).all()
+    assert clf.score(X, y) > 0.5
+
+
+def test_keyboard_interrupt_leaves_a_usable_model_with_history(digits, digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=5,
+                               verbose=0, callbacks=[("stop", InterruptAt(epoch=3))])
+    clf.fit(X, y, groups=y)  # skorch semantics: the interrupt ends training quietly
+    assert len(clf.history) == 3
+    assert clf.train_report_ is not None and clf.predict(X).shape == y.shape
+
+
+def test_far_too_tight_tolerance_keeps_multipliers_finite_and_warns(digits, digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.97, dense_layers=(), tolerance=0.0,
+                               dual_lr=1.0, pruning_epochs=1, max_epochs=4, verbose=0)
+    with pytest.warns(FairnessToleranceWarning) as record:
+        clf.fit(X, y, groups=y)
+    assert np.isfinite(clf.multipliers_).all() and (clf.multipliers_ >= 0).all()
+    assert "worst groups" in str(record[0].message)
+    assert clf.train_report_["violates"].any()
+
+
+def test_missing_locator_column_and_one_sample_group(digits, digits_dense):
+    X, y = digits
+    frame = pd.DataFrame(X)
+    frame.columns = [f"p{i}" for i in range(64)]
+    clf = FairPrunedClassifier(digits_dense, groups="race", pruning_epochs=1, max_epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="X has no column/key 'race'"):
+        clf.fit(frame, y)
+    labels = np.where(np.arange(len(y)) == 0, "singleton", "rest")  # a group of one sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        fitted = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=2,
+                                      verbose=0).fit(X, y, groups=labels)
+    report = fitted.disparity_report(X, y, groups=labels)
+    assert report.set_index("group").loc["singleton", "n"] == 1
+    assert np.isfinite(fitted.multipliers_).all()
