@@ -107,7 +107,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         (the weight that doubles a group's share of the loss) in about 10 epochs, whatever the
         data size. Much larger steps can drive the sum of the multipliers above 1, where the
         Lagrangian's weight on the overall loss turns negative and training collapses (seen on
-        digits with 0.2). The value used is in ``dual_lr_``.
+        digits with 0.2). For ``"equalized_loss"``, whose loss-gap violations rarely vanish so
+        that its multipliers grow all run long, ``"auto"`` is
+        ``1 / (n_groups · batches_per_epoch · max_epochs)``, which keeps their sum below 1 for
+        loss gaps below 1. The value used is in ``dual_lr_``.
     dual_optimizer : {"sgd", "nupi"}, default="sgd"
         Projected gradient ascent (the paper) or Cooper's nuPI controller, which damps
         multiplier oscillations.
@@ -564,14 +567,21 @@ class FairPrunedClassifier(NeuralNetClassifier):
             example = to_tensor(np.stack([np.asarray(x)] * 2), device=self.device)
             self.example_input_ = example
         steps_per_epoch = max(1, math.ceil(len(dataset_train) / self.batch_size))
-        self.dual_lr_ = (
-            4.0 / (n_groups * steps_per_epoch) if self.dual_lr == "auto" else float(self.dual_lr)
-        )
+        self.dual_lr_ = self._auto_dual_lr(n_groups, steps_per_epoch)
         if constrained:
             with self._current_init_context("optimizer"):
                 self.dual_optimizer_ = make_dual_optimizer(
                     self.dual_optimizer, self.fairness_.multiplier.parameters(), self.dual_lr_
                 )
+
+    def _auto_dual_lr(self, n_groups: int, steps_per_epoch: int) -> float:
+        if self.dual_lr != "auto":
+            return float(self.dual_lr)
+        if self.method == "equalized_loss":
+            # EL's violations (loss gaps) rarely vanish, so its multipliers grow all run long:
+            # bound their total growth so the sum stays below 1 (see the dual_lr docs)
+            return 1.0 / (n_groups * steps_per_epoch * max(1, self.max_epochs))
+        return 4.0 / (n_groups * steps_per_epoch)
 
     @torch.no_grad()
     def _evaluate(self, module, dataset):

@@ -50,3 +50,14 @@ def test_multipliers_of_satisfied_constraints_end_at_zero(fitted):
     assert always_satisfied.any()
     assert np.all(ceag.multipliers_.to_numpy()[always_satisfied] == 0.0)
     assert np.any(ceag.multipliers_.to_numpy()[~always_satisfied] > 0)
+
+
+def test_equalized_loss_with_auto_dual_step_does_not_collapse(digits, digits_dense, fitted):
+    """EL's equality-like constraints never vanish; its automatic dual step keeps the sum of
+    multipliers below 1, so the overall loss keeps a positive weight (0.2 once collapsed
+    training to chance level)."""
+    X, y = digits
+    el = FairPrunedClassifier(digits_dense, method="equalized_loss", replay_buffer_size=40,
+                              **SETTING).fit(X, y, groups=y)
+    assert float(el.multipliers_.sum()) < 1.0
+    assert el.score(X, y) >= fitted["nft"].score(X, y) - 0.02
