@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DATA   ?=
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,19 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/python examples/demo.py $(if $(DATA),--data $(DATA),)
 
+$(VENV)/.installed-docs: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) $(TORCH) -e ".[docs]"
+	touch $@
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -b html -q docs docs/_build/html
+	@echo "docs built: docs/_build/html/index.html"
+
+reproduce: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/reproduce.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ceag_overhead.py

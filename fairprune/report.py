@@ -171,7 +171,7 @@ def plot_disparity(
     ax.set_xticks(positions)
     ax.set_xticklabels([str(g) for g in order], rotation=60 if len(order) > 8 else 0,
                        ha="right" if len(order) > 8 else "center", fontsize=8)
-    ax.set_ylabel("excess accuracy gap ψ_g")
+    ax.set_ylabel(r"excess accuracy gap $\psi_g$")
     ax.set_xlabel("group" + (f" (top {len(order)} of {len(first)})" if len(order) < len(first) else ""))
     if n_series > 1 or tolerance is not None:
         ax.legend(fontsize=8)
