@@ -31,6 +31,7 @@ from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import load_adult, load_digits_groups
+from fairprune.models import make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
@@ -52,23 +53,10 @@ class Setting:
     data: tuple | None = field(default=None, repr=False)
 
 
-def train_dense(X, y, seed, epochs, hidden=(128, 128)):
+def train_dense(X, y, seed, epochs):
     torch.manual_seed(seed)
-    sizes = [X.shape[1], *hidden]
-    layers: list[torch.nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], int(y.max()) + 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), 128):
-            idx = perm[i : i + 128]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    return model.eval()
+    model = make_mlp(X.shape[1], int(y.max()) + 1)
+    return train_classifier(model, X, y, epochs=epochs, batch_size=128)
 
 
 def settings(quick: bool) -> list[Setting]:

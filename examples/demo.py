@@ -22,25 +22,7 @@ import torch
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import load_adult, load_digits_groups
-
-
-def train_dense(X, y, hidden=(128, 128), epochs=30, seed=0):
-    torch.manual_seed(seed)
-    sizes = [X.shape[1], *hidden]
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], int(y.max()) + 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), 64):
-            idx = perm[i : i + 64]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    return model.eval()
+from fairprune.models import make_mlp, train_classifier
 
 
 def main() -> None:
@@ -65,7 +47,8 @@ def main() -> None:
 
     print(f"Data: {name}")
     start = time.perf_counter()
-    dense = train_dense(X, y, seed=args.seed)
+    torch.manual_seed(args.seed)
+    dense = train_classifier(make_mlp(X.shape[1], int(y.max()) + 1), X, y)
     dense_acc = float((dense(torch.as_tensor(X)).argmax(1).numpy() == y).mean())
     print(f"Dense MLP trained in {time.perf_counter() - start:.1f}s, training accuracy {dense_acc:.3f}")
 

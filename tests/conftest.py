@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from fairprune.models import make_mlp, train_classifier
+
 matplotlib.use("Agg")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -19,22 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def train_dense_mlp(X: np.ndarray, y: np.ndarray, hidden=(128, 128), epochs=30, seed=0):
     """A dense MLP trained with Adam: the 'trained dense model' users bring."""
     torch.manual_seed(seed)
-    sizes = [X.shape[1], *hidden]
-    layers: list[torch.nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    layers.append(torch.nn.Linear(sizes[-1], int(y.max()) + 1))
-    model = torch.nn.Sequential(*layers)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    Xt, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), 64):
-            idx = perm[i : i + 64]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    return model.eval()
+    model = make_mlp(X.shape[1], int(y.max()) + 1, hidden)
+    return train_classifier(model, X, y, epochs=epochs)
 
 
 @pytest.fixture(scope="session")
