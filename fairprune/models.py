@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["make_digits_cnn", "make_mlp", "train_classifier"]
+__all__ = ["make_digits_cnn", "make_image_cnn", "make_mlp", "train_classifier"]
 
 
 def make_mlp(n_features: int, n_classes: int, hidden: Sequence[int] = (128, 128)) -> nn.Sequential:
@@ -48,6 +48,18 @@ def make_digits_cnn(n_classes: int = 10, channels: tuple[int, int] = (16, 32)) -
         nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(),
         nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(c2 * 16, 64), nn.ReLU(), nn.Linear(64, n_classes),
+    )
+
+
+def make_image_cnn(n_classes: int, in_channels: int = 3, width: int = 16) -> nn.Sequential:
+    """A small CNN with BatchNorm for ``(n, in_channels, H, W)`` images (e.g. 32x32 faces)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, n_classes),
     )
 
 

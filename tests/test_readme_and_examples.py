@@ -32,3 +32,18 @@ def test_demo_prints_both_reports_and_writes_png(tmp_path):
     nft = float(re.search(r"NFT:.*max psi_g ([0-9.]+)", result.stdout).group(1))
     ceag = float(re.search(r"CEAG:.*max psi_g ([0-9.]+)", result.stdout).group(1))
     assert ceag <= 0.03 < nft
+
+
+def test_demo_on_a_utkface_format_folder(tmp_path):
+    from test_datasets import make_utkface_folder
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    make_utkface_folder(folder, n=40)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--data", str(folder), "--quick",
+         "--out", str(tmp_path / "faces.png")],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    assert "UTKFace folder" in result.stdout and "CEAG:" in result.stdout
+    assert (tmp_path / "faces.png").stat().st_size > 0
