@@ -11,7 +11,7 @@ from skorch.callbacks import Callback
 
 from .pruning import MaskSet, channel_masks, cubic_sparsity, magnitude_masks
 
-__all__ = ["FairnessLogger", "GradualPruning", "MilestoneLR", "NonFiniteLossGuard"]
+__all__ = ["FairnessLogger", "GradualPruning", "MilestoneLR", "NonFiniteLossGuard", "fair_checkpoint"]
 
 
 class GradualPruning(Callback):
@@ -130,3 +130,24 @@ class NonFiniteLossGuard(Callback):
                     "epoch were restored. Lower 'lr', check the inputs for NaN/inf, or "
                     "clip gradients (skorch.callbacks.GradientNormClipping)."
                 )
+
+
+def fair_checkpoint(dirname: str, **kwargs):
+    """A skorch ``Checkpoint`` saving everything a resumed fit needs, every epoch.
+
+    Model weights, optimizer state, history, pruning masks (``masks.pt``), fairness state —
+    multipliers, replay buffers, dense reference — (``fairness.pt``) and the multipliers'
+    optimizer (``dual_optimizer.pt``). Pair it with ``skorch.callbacks.LoadInitState``::
+
+        cp = fair_checkpoint("run1")
+        clf = FairPrunedClassifier(dense, callbacks=[cp, LoadInitState(cp)])
+
+    Re-running ``fit`` after an interruption then continues from the last saved epoch; with
+    the same ``random_state`` the result matches an uninterrupted run (tested on CPU).
+    """
+    from skorch.callbacks import Checkpoint
+
+    params = dict(monitor=None, f_masks="masks.pt", f_fairness="fairness.pt",
+                  f_dual_optimizer="dual_optimizer.pt", f_criterion=None)
+    params.update(kwargs)
+    return Checkpoint(dirname=dirname, **params)

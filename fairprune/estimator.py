@@ -539,10 +539,20 @@ class FairPrunedClassifier(NeuralNetClassifier):
         return self
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        """A fresh model runs ``pruning_epochs + max_epochs``; a fitted one ``max_epochs`` more."""
+        """Run the epochs left of ``pruning_epochs + max_epochs`` (all of them for a fresh
+        model, the rest after resuming from a checkpoint); a finished model trains
+        ``max_epochs`` more."""
         if epochs is None:
-            epochs = self.max_epochs + (self.pruning_epochs if not len(self.history) else 0)
+            total, done = self.pruning_epochs + self.max_epochs, len(self.history)
+            epochs = total - done if done < total else self.max_epochs
         return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        if self.random_state is not None:
+            # one seed per epoch: shuffles do not depend on how the run was split into calls,
+            # so a run resumed from a checkpoint matches an uninterrupted one
+            torch.manual_seed(self.random_state * 1_000_003 + len(self.history))
 
     def _initialize_fairness(self, packed, y) -> None:
         dataset_train, _ = self.get_split_datasets(packed, y)
@@ -837,6 +847,16 @@ class FairPrunedClassifier(NeuralNetClassifier):
         return export_module(self.module_, self.masks_).eval()
 
     # -- persistence -----------------------------------------------------------------------
+    def load_params(self, *args, **kwargs):
+        """skorch's ``load_params``; also refuses masks that do not fit ``module_``."""
+        super().load_params(*args, **kwargs)
+        masks = getattr(self, "masks_", None)
+        if isinstance(masks, MaskSet):
+            masks.check_compatible(self.module_)
+            masks.apply_(self.module_)
+            self.engines_ = {}
+        return self
+
     def __getstate__(self):
         state = super().__getstate__()
         state["engines_"] = {}

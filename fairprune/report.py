@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_tolerance
-from .metrics import _checked, _group_index
+from .metrics import _checked, _correct, _group_index, _per_group_mean
 
 __all__ = ["REPORT_COLUMNS", "disparity_report", "plot_disparity"]
 
@@ -67,10 +67,9 @@ def disparity_report(
     labels, codes = _group_index(groups)
     n_groups = len(labels)
     n = np.bincount(codes, minlength=n_groups)
-    dense_ok = (y_true == dense).astype(float)
-    sparse_ok = (y_true == sparse).astype(float)
-    dense_acc = np.bincount(codes, weights=dense_ok, minlength=n_groups) / n
-    sparse_acc = np.bincount(codes, weights=sparse_ok, minlength=n_groups) / n
+    dense_ok, sparse_ok = _correct(y_true, dense), _correct(y_true, sparse)
+    dense_acc = _per_group_mean(dense_ok, codes, n_groups)
+    sparse_acc = _per_group_mean(sparse_ok, codes, n_groups)
     gaps = dense_acc - sparse_acc
     overall = float(dense_ok.mean() - sparse_ok.mean())
     excess = gaps - overall

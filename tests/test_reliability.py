@@ -84,3 +84,48 @@ def test_missing_locator_column_and_one_sample_group(digits, digits_dense):
     report = fitted.disparity_report(X, y, groups=labels)
     assert report.set_index("group").loc["singleton", "n"] == 1
     assert np.isfinite(fitted.multipliers_).all()
+
+
+def test_checkpoint_resume_matches_uninterrupted_run(digits, digits_dense, tmp_path):
+    from skorch.callbacks import LoadInitState
+
+    from fairprune.callbacks import fair_checkpoint
+
+    X, y = digits
+    params = dict(sparsity=0.9, tolerance=0.01, dense_layers=(), pruning_epochs=2, max_epochs=3,
+                  lr=0.05, verbose=0, random_state=5)
+    full = FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
+
+    cp = fair_checkpoint(str(tmp_path / "cp"))
+    first = FairPrunedClassifier(digits_dense, **params,
+                                 callbacks=[("cp", cp), ("stop", InterruptAt(epoch=4))])
+    first.fit(X, y, groups=y)  # interrupted at the start of epoch 4: 3 epochs saved
+    assert len(first.history) == 4 and (tmp_path / "cp" / "fairness.pt").exists()
+
+    cp2 = fair_checkpoint(str(tmp_path / "cp"))
+    resumed = FairPrunedClassifier(digits_dense, **params,
+                                   callbacks=[("cp", cp2), ("load", LoadInitState(cp2))])
+    resumed.fit(X, y, groups=y)
+    assert len(resumed.history) == len(full.history) == 5
+    assert resumed.history[:, "phase"] == full.history[:, "phase"]
+    assert np.array_equal(resumed.predict_proba(X), full.predict_proba(X))
+    assert resumed.multipliers_.equals(full.multipliers_)
+    assert resumed.sparsity_ == pytest.approx(full.sparsity_)
+
+
+def test_save_and_load_params_refuse_mismatched_masks(digits, digits_dense, tmp_path):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=1,
+                               verbose=0).fit(X, y, groups=y)
+    files = dict(f_params=tmp_path / "p.pt", f_masks=tmp_path / "m.pt", f_fairness=tmp_path / "f.pt")
+    clf.save_params(**files)
+    other = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=1,
+                                 verbose=0).fit(X, y, groups=(y > 4))
+    other.load_params(f_params=files["f_params"], f_masks=files["f_masks"])
+    assert np.array_equal(other.predict(X), clf.predict(X))
+    wrong = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.ReLU(), torch.nn.Linear(10, 10),
+                                torch.nn.ReLU(), torch.nn.Linear(10, 10))
+    target = FairPrunedClassifier(wrong, sparsity=0.5, pruning_epochs=1, max_epochs=1,
+                                  verbose=0).fit(X, y, groups=y)
+    with pytest.raises(ValueError, match="do not match the module"):
+        target.load_params(f_masks=files["f_masks"])

@@ -62,7 +62,38 @@ class MaskSet(nn.Module):
         clone = MaskSet(
             {n: m.clone() for n, m in self.items()}, self.channel_plan, self.example_input_shape
         )
+        if hasattr(self, "target_sparsity"):
+            clone.target_sparsity = self.target_sparsity
         return clone
+
+    # -- state_dict round trip: the set of masks is part of the state --------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "param_names": list(self.param_names),
+            "channel_plan": [(name, list(idxs)) for name, idxs in self.channel_plan],
+            "example_input_shape": self.example_input_shape,
+            "target_sparsity": getattr(self, "target_sparsity", None),
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.channel_plan = [(name, list(idxs)) for name, idxs in state["channel_plan"]]
+        self.example_input_shape = state["example_input_shape"]
+        if state.get("target_sparsity") is not None:
+            self.target_sparsity = state["target_sparsity"]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None:  # create the buffers the saved masks need before loading them
+            for name in list(self.param_names):
+                delattr(self, _buffer_name(name))
+            self.param_names = list(extra["param_names"])
+            for name in self.param_names:
+                saved = state_dict[prefix + _buffer_name(name)]
+                self.register_buffer(_buffer_name(name), torch.empty_like(saved))
+            self._bound = None
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def items(self) -> list[tuple[str, torch.Tensor]]:
         return [(name, getattr(self, _buffer_name(name))) for name in self.param_names]
