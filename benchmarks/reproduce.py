@@ -31,10 +31,11 @@ from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import load_adult, load_digits_groups
-from fairprune.models import make_mlp, train_classifier
+from fairprune.models import make_image_cnn, make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
+UTKFACE = ROOT.parent / "shared" / "data" / "utkface"  # used whenever face data appears there
 METHODS = {
     "NFT": dict(method="nft"),
     "EL": dict(method="equalized_loss", replay_buffer_size=0),
@@ -55,7 +56,8 @@ class Setting:
 
 def train_dense(X, y, seed, epochs):
     torch.manual_seed(seed)
-    model = make_mlp(X.shape[1], int(y.max()) + 1)
+    n_classes = int(y.max()) + 1
+    model = make_image_cnn(n_classes) if X.ndim == 4 else make_mlp(X.shape[1], n_classes)
     return train_classifier(model, X, y, epochs=epochs, batch_size=128)
 
 
@@ -65,6 +67,16 @@ def settings(quick: bool) -> list[Setting]:
                              random_state=0)
     digits_fit = dict(dense_layers=(), pruning_epochs=10, max_epochs=50, lr=0.1)
     out = [Setting("digits (classes)", (0.95, 0.98), digits_fit, 30, 0.02, split)]
+    if UTKFACE.is_dir():
+        from fairprune.datasets import load_utkface
+
+        X, y, groups = load_utkface(UTKFACE, target="gender", image_size=32)
+        split = train_test_split(X, y, groups["race"].to_numpy(), test_size=0.2,
+                                 stratify=groups["race"], random_state=0)
+        out.append(Setting("utkface race", (0.9, 0.95), dict(pruning_epochs=15, max_epochs=45),
+                           20, 0.01, split))
+    else:
+        print(f"skipping UTKFace: {UTKFACE} not found")
     if not ADULT.exists():
         print(f"skipping UCI Adult: {ADULT} not found (../shared/data is absent)")
         return out

@@ -210,6 +210,22 @@ BAD_FIT = [
     ({}, dict(y="too_big"), ValueError, "outside 0 .. 9"),
     ({}, dict(X="wrong_shape"), ValueError, "X of shape \\(1797, 10\\) does not fit dense_module"),
     ({}, dict(groups="with_none"), ValueError, "missing label"),
+    (dict(loss_tolerance=-1.0), {}, ValueError, "'loss_tolerance' parameter"),
+    (dict(lr_gamma=0), {}, ValueError, "'lr_gamma' parameter"),
+    (dict(random_state=-1), {}, ValueError, "'random_state' parameter .* int >= 0"),
+    (dict(pruning_frequency=0), {}, ValueError, "'pruning_frequency' parameter"),
+    (dict(max_epochs=-1), {}, ValueError, "'max_epochs' parameter"),
+    (dict(lr=0.0), {}, ValueError, "'lr' parameter"),
+    (dict(dense_module="resnet"), {}, TypeError, "'dense_module' parameter .* torch.nn.Module"),
+    (dict(module__hidden=3), {}, ValueError, "module__\\* parameters are not supported"),
+    ({}, dict(X="nan"), ValueError, "X contains NaN or infinity"),
+    ({}, dict(X="sparse"), TypeError, "Sparse input is not supported"),
+    ({}, dict(X="complex"), ValueError, "Complex data not supported"),
+    ({}, dict(X="1d"), ValueError, "Expected 2D array, got 1D array"),
+    ({}, dict(X="text_frame"), ValueError, "non-numeric columns \\['label'\\]"),
+    ({}, dict(y="nan"), ValueError, "Input y contains NaN"),
+    ({}, dict(y="continuous"), ValueError, "Unknown label type: continuous"),
+    ({}, dict(y="2d"), ValueError, "'y' must be 1-dimensional"),
 ]
 
 
@@ -219,12 +235,24 @@ def test_bad_input_raises_before_training(digits, digits_dense, params, data, er
     fit_kw = {"groups": y}
     X_in, y_in = X, y
     if "y" in data:
-        y_in = {None: None, "strings": np.array(["a"] * len(y)), "too_big": y + 5}[data["y"]]
+        y_in = {None: None, "strings": np.array(["a"] * len(y)), "too_big": y + 5,
+                "nan": np.where(y == 3, np.nan, y), "continuous": y + 0.5,
+                "2d": y[:, None]}[data["y"]]
     if "X" in data:
-        X_in = X[:, :10]
+        import scipy.sparse
+
+        X_in = {
+            "wrong_shape": lambda: X[:, :10],
+            "nan": lambda: np.where(X > 0.9, np.nan, X),
+            "sparse": lambda: scipy.sparse.csr_matrix(X),
+            "complex": lambda: X + 1j,
+            "1d": lambda: X[:, 0],
+            "text_frame": lambda: pd.DataFrame(X).assign(label="x").rename(columns=str),
+        }[data["X"]]()
     if "groups" in data:
         fit_kw["groups"] = [None] + list(y[1:]) if data["groups"] == "with_none" else data["groups"]
-    clf = small(digits_dense, **params)
+    params = dict(params)
+    clf = small(params.pop("dense_module", digits_dense), **params)
     clf.notify = lambda *a, **k: pytest.fail("training started")  # noqa: ARG005
     with pytest.raises(error, match=match):
         clf.fit(X_in, y_in, **fit_kw)

@@ -40,3 +40,13 @@ def test_adult_income(tmp_path):
         pytest.skip(f"UCI Adult not found at {ADULT}")
     out = run("adult_income.py", "--quick", "--data", str(ADULT), cwd=tmp_path)
     assert "groups='race'" in out and "groups=['race', 'sex']" in out and "CEAG" in out
+
+
+def test_utkface_on_a_generated_folder(tmp_path):
+    from test_datasets import make_utkface_folder
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    make_utkface_folder(folder, n=30)
+    out = run("utkface.py", str(folder), "--quick", cwd=tmp_path)
+    assert "race x gender" in out and "ceag" in out
