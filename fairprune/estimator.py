@@ -707,7 +707,6 @@ class FairPrunedClassifier(NeuralNetClassifier):
         if not len(self.history):
             return
         dataset_train, _ = self.get_split_datasets(packed, y)
-        _, correct, group_ids = self._evaluate(self.module_, dataset_train)
         sparse_pred, dense_pred, labels = self._train_predictions(dataset_train)
         self.train_report_ = disparity_report(
             labels["y"], dense_pred, sparse_pred, self.groups_[labels["g"]], self.tolerance
@@ -862,8 +861,3 @@ class FairPrunedClassifier(NeuralNetClassifier):
         state["engines_"] = {}
         state["snapshot_data_"] = None
         return state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
