@@ -67,6 +67,9 @@ def validate_params(est) -> None:
     if not (isinstance(est.dual_lr, str) and est.dual_lr == "auto"):
         _real(est.dual_lr, "dual_lr", 0.0, math.inf, closed="neither", extra=" or 'auto'")
     check_choice(est.dual_optimizer, "dual_optimizer", DUAL_OPTIMIZERS, owner=OWNER)
+    if est.max_multiplier_sum is not None:
+        _real(est.max_multiplier_sum, "max_multiplier_sum", 0.0, math.inf, closed="neither",
+              extra=" or None")
     _real(est.loss_tolerance, "loss_tolerance", 0.0, math.inf, closed="left")
     check_choice(est.pruning, "pruning", PRUNING_KINDS, owner=OWNER)
     check_choice(est.pruning_scope, "pruning_scope", SCOPES, owner=OWNER)

@@ -114,6 +114,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
     dual_optimizer : {"sgd", "nupi"}, default="sgd"
         Projected gradient ascent (the paper) or Cooper's nuPI controller, which damps
         multiplier oscillations.
+    max_multiplier_sum : float or None, default=0.9
+        Upper bound on the sum of the multipliers, enforced by rescaling after every dual step.
+        The Lagrangian weighs the overall loss by ``1 − Σ λ_g``; unbounded multipliers of an
+        infeasible constraint (a class the sparse model no longer predicts) pushed it below 0
+        and collapsed training on digits at 98% sparsity. ``None`` disables the bound.
     loss_tolerance : float, default=0.0
         Band of the equalized-loss constraints, in loss units (0 is the paper's EL).
     pruning : {"unstructured", "channel"}, default="unstructured"
@@ -214,6 +219,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         replay_buffer_size=40,
         dual_lr="auto",
         dual_optimizer="sgd",
+        max_multiplier_sum=0.9,
         loss_tolerance=0.0,
         pruning="unstructured",
         pruning_scope="layerwise",
@@ -241,6 +247,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.replay_buffer_size = replay_buffer_size
         self.dual_lr = dual_lr
         self.dual_optimizer = dual_optimizer
+        self.max_multiplier_sum = max_multiplier_sum
         self.loss_tolerance = loss_tolerance
         self.pruning = pruning
         self.pruning_scope = pruning_scope
@@ -650,7 +657,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
             else:
                 problem = EqualizedLossProblem(self.fairness_, self.loss_tolerance)
             dual = getattr(self, "dual_optimizer_", None) if problem.constrained else None
-            engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_)
+            engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_,
+                                      max_multiplier_sum=self.max_multiplier_sum)
             self.engines_ = {key: engine}
         return engine
 

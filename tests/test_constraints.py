@@ -181,3 +181,15 @@ def test_buffer_size_must_be_positive():
     from fairprune.constraints import ReplayBuffer
     with pytest.raises(ValueError, match="replay buffer size must be an int >= 1"):
         ReplayBuffer(3, 0)
+
+
+def test_multiplier_sum_is_bounded_without_sync():
+    state = FairnessState(4, 0, constrained=True)
+    with torch.no_grad():
+        state.multiplier.weight.copy_(torch.tensor([[0.6], [0.6], [0.0], [0.3]]))
+    with forbid_host_sync():
+        state.bound_multipliers_(0.9)
+    assert state.multiplier_values().tolist() == pytest.approx([0.36, 0.36, 0.0, 0.18])
+    state.bound_multipliers_(None)  # no bound: unchanged
+    state.bound_multipliers_(5.0)  # already below: unchanged
+    assert float(state.multiplier_values().sum()) == pytest.approx(0.9)

@@ -60,6 +60,9 @@ class FineTuningEngine:
         Optimizer of the multipliers (``maximize=True``); required for constrained problems.
     masks : MaskSet, optional
         Masks re-applied after every primal step.
+    max_multiplier_sum : float or None, default=0.9
+        After every dual step the multipliers are scaled so that ``Σ λ_g <= max_multiplier_sum``
+        (see :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class FineTuningEngine:
         primal_optimizer: torch.optim.Optimizer,
         dual_optimizer: torch.optim.Optimizer | None = None,
         masks: MaskSet | None = None,
+        max_multiplier_sum: float | None = 0.9,
     ) -> None:
         if problem.constrained and dual_optimizer is None:
             raise ValueError(f"{type(problem).__name__} needs a dual optimizer.")
@@ -75,6 +79,7 @@ class FineTuningEngine:
         self.primal_optimizer = primal_optimizer
         self.dual_optimizer = dual_optimizer if problem.constrained else None
         self.masks = masks
+        self.max_multiplier_sum = max_multiplier_sum
 
     def step(
         self,
@@ -96,6 +101,7 @@ class FineTuningEngine:
             self.dual_optimizer.step()
             for multiplier in self.problem.multipliers():
                 multiplier.post_step_()
+            self.problem.state.bound_multipliers_(self.max_multiplier_sum)
         cmp_state.compute_primal_lagrangian().backward()
         if on_grad is not None:
             on_grad()

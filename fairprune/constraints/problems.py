@@ -85,6 +85,20 @@ class FairnessState(nn.Module):
         return self.multiplier.weight.detach().flatten()
 
     @torch.no_grad()
+    def bound_multipliers_(self, max_sum: float | None) -> None:
+        """Scale the multipliers down so that their sum is at most ``max_sum`` (no sync).
+
+        The primal Lagrangian ``L + Σ λ_g (L_g − L)`` weighs the overall loss by ``1 − Σ λ_g``;
+        past 1 it pushes the overall loss *up* and training collapses. Infeasible constraints
+        (a group the sparse model can no longer predict) make multipliers grow without bound,
+        so the dual domain is kept to ``{λ >= 0, Σ λ <= max_sum}``.
+        """
+        if self.multiplier is None or max_sum is None:
+            return
+        weight = self.multiplier.weight
+        weight.mul_(torch.clamp(max_sum / weight.sum().clamp(min=1e-12), max=1.0))
+
+    @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor) -> None:
         self.epoch_correct.index_add_(0, group_ids, correct.to(self.epoch_correct.dtype))
         self.epoch_count.index_add_(0, group_ids, torch.ones_like(self.epoch_count[group_ids]))
