@@ -60,7 +60,7 @@ class FineTuningEngine:
         Optimizer of the multipliers (``maximize=True``); required for constrained problems.
     masks : MaskSet, optional
         Masks re-applied after every primal step.
-    max_multiplier_sum : float or None, default=0.9
+    max_multiplier_sum : float or None, default=1.0
         After every dual step the multipliers are scaled so that ``Σ λ_g <= max_multiplier_sum``
         (see :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded.
     """
@@ -71,7 +71,7 @@ class FineTuningEngine:
         primal_optimizer: torch.optim.Optimizer,
         dual_optimizer: torch.optim.Optimizer | None = None,
         masks: MaskSet | None = None,
-        max_multiplier_sum: float | None = 0.9,
+        max_multiplier_sum: float | None = 1.0,
     ) -> None:
         if problem.constrained and dual_optimizer is None:
             raise ValueError(f"{type(problem).__name__} needs a dual optimizer.")
