@@ -166,7 +166,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
         together with X.
     **kwargs
         Any other skorch parameter (``callbacks``, ``verbose``, ``iterator_train__num_workers``,
-        ``optimizer__nesterov`` ...).
+        ``optimizer__nesterov`` ...). Note: as in skorch, training batches are *not* shuffled
+        unless ``iterator_train__shuffle=True`` is given.
 
     Attributes
     ----------
