@@ -115,3 +115,17 @@ def test_group_absent_from_training_batches(tiny):
     assert all(math.isnan(row["train_eag"][list(clf.groups_).index("held_out")])
                for row in clf.history)
     assert "held_out" in set(clf.disparity_report(X, y, groups=groups)["group"])
+
+
+def test_classes_missing_from_the_training_fold(digits, digits_dense):
+    """A fold without some classes: fit works, predictions may still use every output."""
+    X, y = digits
+    seen = y < 5
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, pruning_epochs=1, max_epochs=2,
+                               verbose=0)
+    clf.fit(X[seen], y[seen], groups=y[seen])
+    assert clf.classes_.tolist() == list(range(10))
+    assert clf.predict_proba(X).shape == (len(X), 10)
+    report = clf.disparity_report(X, y, groups=y)
+    assert report.loc[report["group"] >= 5, "seen_in_fit"].eq(False).all()
+    assert clf.score(X[seen], y[seen]) > 0.8
