@@ -70,13 +70,14 @@ class FairnessLogger(Callback):
         net.history.record(
             "train_acc", float(state.epoch_correct.sum() / count.sum().clamp(min=1))
         )
-        psi = state.epoch_excess_gaps().cpu().numpy()
-        gaps = (state.reference.group_accuracy - state.epoch_correct / count.clamp(min=1))
-        seen = (count > 0).cpu().numpy()
-        gaps = gaps.cpu().numpy()[seen]
+        psi = state.epoch_excess_gaps().cpu().numpy()  # NaN for groups not seen this epoch
+        seen = ~np.isnan(psi)
         net.history.record("train_eag", [round(float(v), 6) for v in psi])
-        net.history.record("train_max_eag", float(np.nanmax(psi)) if seen.any() else math.nan)
-        net.history.record("train_psi_pw", float(gaps.max() - gaps.min()) if seen.any() else math.nan)
+        net.history.record("train_max_eag", float(psi[seen].max()) if seen.any() else math.nan)
+        # ψ_g = Δ_g − Δ with one Δ for all groups, so max ψ − min ψ = max Δ − min Δ = Ψ_PW
+        net.history.record(
+            "train_psi_pw", float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan
+        )
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
         net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
         net.history.record("max_multiplier", float(multipliers.max()))
