@@ -526,16 +526,20 @@ class FairPrunedClassifier(NeuralNetClassifier):
         -------
         self
         """
+        _params.validate_params(self)
         if not self.warm_start or not self.initialized_:
-            _params.validate_params(self)
             self.initialize()
-        return self.partial_fit(X, y, groups=groups, **fit_params)
+        return self._train(X, y, groups, fit_params)
 
     def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
         """Continue training (GMP then fine-tuning, counted from the first epoch)."""
         _params.validate_params(self)
         if not self.initialized_:
             self.initialize()
+        return self._train(X, y, groups, fit_params)
+
+    def _train(self, X, y, groups, fit_params):
+        """Shared body of fit and partial_fit, after validation and initialisation."""
         seed = self.random_state
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
