@@ -42,13 +42,16 @@ _G_KEY = "__fairprune_groups__"
 _NOT_SHOWN = ("multipliers", "train_eag", "phase", "lr")
 
 
-def _check_finite_array(X) -> None:
-    """Reject sparse matrices, empty feature sets and NaN/inf in numeric array inputs."""
+def _reject_sparse(X) -> None:
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(
             "Sparse input is not supported: pass a dense numpy array or tensor as X "
             "(X.toarray()), the module receives dense tensors."
         )
+
+
+def _check_finite_array(X) -> None:
+    """Reject empty feature sets and NaN/inf in numeric array inputs."""
     values = X.values() if isinstance(X, Mapping) else [X]
     for value in values:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
@@ -360,6 +363,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
             return X  # already packed by fit
         if X is None:
             raise ValueError("'X' is required; got None.")
+        _reject_sparse(X)
         X = drop_group_columns(self.groups, X)
         if isinstance(X, pd.DataFrame):
             non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
@@ -370,8 +374,6 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 )
             X = X.to_numpy(dtype=np.float32)
         elif not isinstance(X, (np.ndarray, torch.Tensor, Mapping)) and not is_dataset(X):
-            if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
-                _check_finite_array(X)  # raises the sparse-input error
             X = np.asarray(X)
         if isinstance(X, np.ndarray):
             if np.iscomplexobj(X):
