@@ -169,8 +169,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         together with X.
     **kwargs
         Any other skorch parameter (``callbacks``, ``verbose``, ``iterator_train__num_workers``,
-        ``optimizer__nesterov`` ...). Note: as in skorch, training batches are *not* shuffled
-        unless ``iterator_train__shuffle=True`` is given.
+        ``optimizer__nesterov`` ...). Unlike skorch's default, training batches are shuffled
+        every epoch (seeded by ``random_state``), as in the paper; pass
+        ``iterator_train__shuffle=False`` for a fixed order, or your own
+        ``iterator_train__sampler``.
 
     Attributes
     ----------
@@ -345,6 +347,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.optimizer_ = self.optimizer(*args, **kwargs)
         self.engines_ = {}
         return self
+
+    def get_params_for(self, prefix):
+        params = super().get_params_for(prefix)
+        if prefix == "iterator_train" and not {"sampler", "batch_sampler"} & params.keys():
+            params.setdefault("shuffle", True)  # shuffled SGD, as in the paper
+        return params
 
     def get_all_learnable_params(self):
         """Only the sparse model learns (not the dense copy, masks or multipliers)."""

@@ -2,7 +2,8 @@
 
 Setting (issue #5): scikit-learn's bundled digits, classes as groups, a 64-128-128-10 MLP,
 every layer pruned to 98% (digits is easy: with the first and last layers dense, NFT fits the
-training set perfectly even at 99%). Default dual step size and replay buffers.
+training set perfectly even at 99%), shuffled batches (the default). Default dual step size and
+replay buffers. Measured on CPU: NFT max psi 0.035, CEAG 0.009 (tolerance 0.01).
 """
 
 import warnings
@@ -12,7 +13,7 @@ import pytest
 
 from fairprune import FairPrunedClassifier
 
-EPSILON = 0.02
+EPSILON = 0.01
 SETTING = dict(sparsity=0.98, tolerance=EPSILON, dense_layers=(), pruning_epochs=10,
                max_epochs=50, lr=0.1, verbose=0, random_state=0)
 
@@ -27,14 +28,14 @@ def fitted(digits, digits_dense):
 
 
 def test_nft_shows_disparate_impact(fitted):
-    assert fitted["nft"].train_report_.attrs["max_excess_accuracy_gap"] >= 3 * EPSILON
+    assert fitted["nft"].train_report_.attrs["max_excess_accuracy_gap"] >= 2.5 * EPSILON
 
 
 def test_ceag_meets_tolerance_with_comparable_accuracy(fitted, digits):
     X, y = digits
     nft, ceag = fitted["nft"], fitted["ceag"]
     report = ceag.disparity_report(X, y, groups=y)
-    assert report.attrs["max_excess_accuracy_gap"] <= EPSILON + 0.01
+    assert report.attrs["max_excess_accuracy_gap"] <= EPSILON + 0.005
     assert ceag.train_report_.attrs["max_excess_accuracy_gap"] == pytest.approx(
         report.attrs["max_excess_accuracy_gap"])
     assert ceag.score(X, y) >= nft.score(X, y) - 0.02
@@ -46,7 +47,7 @@ def test_multipliers_of_satisfied_constraints_end_at_zero(fitted):
     ceag = fitted["ceag"]
     constrained = [row for row in ceag.history if row["phase"] == "ceag"]
     psi = np.array([row["train_eag"] for row in constrained])  # epochs x groups
-    always_satisfied = np.all(psi <= EPSILON - 0.01, axis=0)
+    always_satisfied = np.all(psi <= 0.0, axis=0)
     assert always_satisfied.any()
     assert np.all(ceag.multipliers_.to_numpy()[always_satisfied] == 0.0)
     assert np.any(ceag.multipliers_.to_numpy()[~always_satisfied] > 0)
