@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -98,6 +99,14 @@ def validate_params(est) -> None:
     if est.random_state is not None:
         _int(est.random_state, "random_state", 0)
     _check_locator(est.groups)
+    memory = est.memory
+    if memory is not None and not isinstance(memory, (str, os.PathLike)) and not hasattr(
+        memory, "cache"
+    ):
+        raise TypeError(
+            f"The 'memory' parameter of {OWNER} must be None, a directory (str or path) or a "
+            f"joblib.Memory. Got {_describe(memory)} instead."
+        )
     device = str(est.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(

@@ -30,6 +30,7 @@ from .constraints import (
     NaiveFineTuning,
     make_dual_optimizer,
 )
+from ._gmp_cache import run_or_load_gmp
 from .exceptions import FairnessToleranceWarning
 from .groups import GroupEncoder, drop_group_columns, locate_groups
 from .pruning import MaskSet, export_module, prunable_layers, sparsity_table
@@ -155,6 +156,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
     random_state : int or None, default=0
         Seed of the shuffling and of any randomness in the module, used inside a forked RNG
         so the global torch RNG is left untouched. Same seed, same CPU result.
+    memory : None, str, path or joblib.Memory, default=None
+        Cache of the GMP phase (as ``memory`` of a scikit-learn ``Pipeline``): a directory or a
+        :class:`joblib.Memory`. The pruning epochs do not depend on ``tolerance``, ``method``
+        or the dual parameters, so fits that differ only in those — a grid search over ε —
+        run GMP once per data fold and load it afterwards, with results identical to
+        running it. The key covers the data, the dense weights and every other parameter.
+        Use a directory every worker can reach (a shared file system on a cluster).
     device : str or torch.device, default="cpu"
         Where training runs, e.g. ``"cuda"``.
     criterion : type, default=torch.nn.CrossEntropyLoss
@@ -241,6 +249,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         lr_milestones=(0.6, 0.8, 0.9),
         lr_gamma=0.2,
         random_state=0,
+        memory=None,
         device="cpu",
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.SGD,
@@ -266,6 +275,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.random_state = random_state
+        self.memory = memory
         super().__init__(
             module=dense_module,
             criterion=criterion,
@@ -570,6 +580,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
         if epochs is None:
             total, done = self.pruning_epochs + self.max_epochs, len(self.history)
             epochs = total - done if done < total else self.max_epochs
+        if self.memory is not None and not len(self.history) and epochs >= self.pruning_epochs:
+            run_or_load_gmp(self, X, y, fit_params)
+            epochs -= self.pruning_epochs
+        return self._run_epochs(X, y, epochs, fit_params)
+
+    def _run_epochs(self, X, y, epochs: int, fit_params: dict):
+        """skorch's epoch loop, for ``epochs`` epochs."""
         return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):

@@ -213,6 +213,7 @@ BAD_FIT = [
     (dict(loss_tolerance=-1.0), {}, ValueError, "'loss_tolerance' parameter"),
     (dict(lr_gamma=0), {}, ValueError, "'lr_gamma' parameter"),
     (dict(random_state=-1), {}, ValueError, "'random_state' parameter .* int >= 0"),
+    (dict(memory=3), {}, TypeError, "'memory' parameter .* joblib.Memory"),
     (dict(pruning_frequency=0), {}, ValueError, "'pruning_frequency' parameter"),
     (dict(max_epochs=-1), {}, ValueError, "'max_epochs' parameter"),
     (dict(lr=0.0), {}, ValueError, "'lr' parameter"),

@@ -1,0 +1,104 @@
+"""memory=: the GMP phase is stored once and loaded by fits that differ only after pruning."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from joblib import Memory
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from fairprune import FairPrunedClassifier
+from fairprune._gmp_cache import gmp_key
+from fairprune.groups import by_target
+from fairprune.scorers import neg_max_excess_gap_scorer, neg_pairwise_disparity_scorer
+
+SMALL = dict(sparsity=0.9, dense_layers=(), pruning_epochs=3, max_epochs=2, lr=0.05, verbose=0)
+
+
+def stored_phases(location) -> int:
+    """Number of GMP phases joblib stored under ``location``."""
+    return sum(1 for _ in Path(location).rglob("output.pkl"))
+
+
+def test_loaded_phase_gives_the_same_model_as_running_it(digits, digits_dense, tmp_path):
+    X, y = digits
+    plain = FairPrunedClassifier(digits_dense, tolerance=0.02, **SMALL).fit(X, y, groups=y)
+    runs = FairPrunedClassifier(digits_dense, tolerance=0.02, memory=tmp_path, **SMALL)
+    loads = FairPrunedClassifier(digits_dense, tolerance=0.02, memory=str(tmp_path), **SMALL)
+    runs.fit(X, y, groups=y)
+    assert stored_phases(tmp_path) == 1
+    loads.fit(X, y, groups=y)
+    assert stored_phases(tmp_path) == 1  # loaded, not run again
+    for clf in (runs, loads):
+        np.testing.assert_array_equal(clf.predict_proba(X), plain.predict_proba(X))
+        np.testing.assert_array_equal(clf.multipliers_, plain.multipliers_)
+        assert clf.history[:, "train_loss"] == plain.history[:, "train_loss"]
+        assert clf.history[:, "n_violated"] == plain.history[:, "n_violated"]
+    for (name, mask), (other, reference) in zip(loads.masks_.items(), plain.masks_.items()):
+        assert name == other
+        assert torch.equal(mask, reference)
+
+
+def test_tolerance_dependent_history_is_recomputed_on_load(digits, digits_dense, tmp_path):
+    X, y = digits
+    FairPrunedClassifier(digits_dense, tolerance=0.5, memory=tmp_path, **SMALL).fit(X, y, groups=y)
+    loaded = FairPrunedClassifier(digits_dense, tolerance=0.0, memory=tmp_path, **SMALL)
+    loaded.fit(X, y, groups=y)
+    plain = FairPrunedClassifier(digits_dense, tolerance=0.0, **SMALL).fit(X, y, groups=y)
+    assert stored_phases(tmp_path) == 1
+    assert loaded.history[:, "n_violated"] == plain.history[:, "n_violated"]
+    assert max(loaded.history[:, "n_violated"]) > 0
+
+
+@pytest.mark.parametrize("change", [
+    dict(sparsity=0.8), dict(random_state=1), dict(pruning_epochs=2), dict(lr=0.01),
+    dict(max_epochs=10),  # moves the learning-rate milestones, which fall in GMP epochs too
+])
+def test_key_covers_what_gmp_depends_on(digits, digits_dense, change):
+    X, y = digits
+    base = FairPrunedClassifier(digits_dense, **SMALL)
+    changed = FairPrunedClassifier(digits_dense, **{**SMALL, **change})
+    assert gmp_key(base, X, y, {}) != gmp_key(changed, X, y, {})
+
+
+def test_key_ignores_what_acts_after_pruning_but_not_data_or_weights(digits, digits_dense):
+    X, y = digits
+    base = gmp_key(FairPrunedClassifier(digits_dense, **SMALL), X, y, {})
+    after = FairPrunedClassifier(digits_dense, tolerance=0.3, method="nft", dual_lr=0.1,
+                                 replay_buffer_size=0, **SMALL)
+    assert gmp_key(after, X, y, {}) == base
+    assert gmp_key(FairPrunedClassifier(digits_dense, **SMALL), X[:-1], y[:-1], {}) != base
+    y_other = y.copy()
+    y_other[0] = (y_other[0] + 1) % 10
+    assert gmp_key(FairPrunedClassifier(digits_dense, **SMALL), X, y_other, {}) != base
+    other = copy.deepcopy(digits_dense)
+    with torch.no_grad():
+        next(other.parameters())[0, 0] += 1e-3
+    assert gmp_key(FairPrunedClassifier(other, **SMALL), X, y, {}) != base
+    assert gmp_key(FairPrunedClassifier(copy.deepcopy(digits_dense), **SMALL), X, y, {}) == base
+
+
+def test_grid_search_over_tolerance_runs_gmp_once_per_fold(digits, digits_dense, tmp_path):
+    """The acceptance setting of issue 9: 4 tolerances x 3 folds, identical cv_results_."""
+    X, y = digits
+    grid = {"tolerance": [0.005, 0.01, 0.02, 0.05]}
+    scoring = {"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer,
+               "psi_pw": neg_pairwise_disparity_scorer}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+
+    def search(memory):
+        clf = FairPrunedClassifier(digits_dense, groups=by_target, memory=memory, **SMALL)
+        return GridSearchCV(clf, grid, cv=cv, scoring=scoring, refit=False,
+                            error_score="raise").fit(X, y)
+
+    plain, cached = search(None), search(Memory(tmp_path, verbose=0))
+    assert stored_phases(tmp_path) == 3
+    for name in ("accuracy", "max_eag", "psi_pw"):
+        for stat in ("mean", "std"):
+            key = f"{stat}_test_{name}"
+            np.testing.assert_array_equal(cached.cv_results_[key], plain.cv_results_[key])
+        for fold in range(3):
+            key = f"split{fold}_test_{name}"
+            np.testing.assert_array_equal(cached.cv_results_[key], plain.cv_results_[key])
