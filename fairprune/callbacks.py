@@ -65,11 +65,9 @@ class FairnessLogger(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         state = net.fairness_
-        count = state.epoch_count
+        correct, count = state.epoch_totals()
         net.history.record("phase", net.current_phase_())
-        net.history.record(
-            "train_acc", float(state.epoch_correct.sum() / count.sum().clamp(min=1))
-        )
+        net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
         psi = state.epoch_excess_gaps().cpu().numpy()  # NaN for groups not seen this epoch
         seen = ~np.isnan(psi)
         net.history.record("train_eag", [round(float(v), 6) for v in psi])

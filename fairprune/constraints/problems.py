@@ -25,6 +25,7 @@ import cooper
 import torch
 from torch import nn
 
+from .distributed import is_distributed, pooled_group_means, sum_over_processes
 from .replay_buffer import ReplayBuffer
 from .statistics import BatchGroupStats, DenseReference, batch_group_stats, weighted_overall
 
@@ -106,17 +107,34 @@ class FairnessState(nn.Module):
     @torch.no_grad()
     def epoch_excess_gaps(self) -> torch.Tensor:
         """``ψ_g`` of the epoch's training predictions (NaN for groups not seen)."""
-        seen = self.epoch_count > 0
-        sparse = self.epoch_correct / self.epoch_count.clamp(min=1)
+        correct, count = self.epoch_totals()
+        seen = count > 0
+        sparse = correct / count.clamp(min=1)
         dense = self.reference.group_accuracy
         gaps = dense - sparse
-        overall = weighted_overall(gaps, self.epoch_count, seen)
+        overall = weighted_overall(gaps, count, seen)
         return torch.where(seen, gaps - overall, torch.full_like(gaps, float("nan")))
+
+    @torch.no_grad()
+    def epoch_totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correct predictions and samples per group this epoch, summed over data-parallel
+        processes."""
+        return sum_over_processes(self.epoch_correct, self.epoch_count)
 
     @torch.no_grad()
     def reset_epoch(self) -> None:
         self.epoch_correct.zero_()
         self.epoch_count.zero_()
+
+
+def _buffer_estimates(buffer: ReplayBuffer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group means of the replay buffers and their trust flags, pooled over data-parallel
+    processes when there are several (see :mod:`fairprune.constraints.distributed`)."""
+    if not is_distributed():
+        return buffer.means(), buffer.ready()
+    means, trusted, _ = pooled_group_means(
+        buffer.values.sum(dim=1), buffer.counts, buffer.ready())
+    return means, trusted
 
 
 class FairnessProblem(cooper.ConstrainedMinimizationProblem):
@@ -194,7 +212,12 @@ class CEAGProblem(FairnessProblem):
         ref, buffer = self.state.reference, self.state.buffer
         if buffer is not None:
             buffer.update(inputs.group_ids, inputs.correct)
-            sparse, trusted, weights = buffer.means(), buffer.ready(), ref.group_frequency
+            sparse, trusted = _buffer_estimates(buffer)
+            weights = ref.group_frequency
+        elif is_distributed():
+            sums = torch.zeros_like(stats.counts).index_add_(
+                0, inputs.group_ids, inputs.correct.to(stats.counts.dtype))
+            sparse, trusted, weights = pooled_group_means(sums, stats.counts)
         else:
             sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
         gaps = ref.group_accuracy - sparse
@@ -219,10 +242,16 @@ class EqualizedLossProblem(FairnessProblem):
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         buffer = self.state.buffer
         if buffer is None:
-            gap = (stats.group_loss.detach() - stats.loss.detach()).abs()
-            return torch.where(stats.present, gap - self.tolerance, torch.zeros_like(gap))
+            group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
+            if is_distributed():
+                sums = torch.zeros_like(stats.counts).index_add_(
+                    0, inputs.group_ids, inputs.per_sample_loss.detach().to(stats.counts.dtype))
+                group_loss, present, counts = pooled_group_means(sums, stats.counts)
+                loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
+            gap = (group_loss - loss).abs()
+            return torch.where(present, gap - self.tolerance, torch.zeros_like(gap))
         buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
-        losses, trusted = buffer.means(), buffer.ready()
+        losses, trusted = _buffer_estimates(buffer)
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
         gap = (losses - overall).abs()
         return torch.where(trusted, gap - self.tolerance, torch.zeros_like(gap))

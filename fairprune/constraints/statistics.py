@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .distributed import is_distributed, sum_over_processes
+
 __all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "weighted_overall"]
 
 
@@ -57,10 +59,28 @@ class DenseReference(nn.Module):
     @torch.no_grad()
     def fill(self, per_sample_loss: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor):
         """Set the constants from the dense model's per-sample losses and correctness."""
+        if is_distributed():
+            return self._fill_pooled(per_sample_loss.float(), correct.float(), group_ids)
         stats = batch_group_stats(per_sample_loss.float(), correct, group_ids, self.num_groups)
         self.group_accuracy.copy_(stats.group_accuracy)
         self.group_loss.copy_(stats.group_loss)
         self.group_frequency.copy_(stats.counts / stats.counts.sum())
         self.accuracy.copy_(correct.float().mean())
         self.loss.copy_(per_sample_loss.float().mean())
+        return self
+
+    def _fill_pooled(self, loss: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor):
+        """``fill`` when every data-parallel process evaluated its own shard of the data."""
+        zeros = loss.new_zeros(self.num_groups)
+        loss_sum, correct_sum, counts = sum_over_processes(
+            zeros.index_add(0, group_ids, loss),
+            zeros.index_add(0, group_ids, correct),
+            zeros.index_add(0, group_ids, torch.ones_like(loss)),
+        )
+        safe = counts.clamp(min=1)
+        self.group_accuracy.copy_(correct_sum / safe)
+        self.group_loss.copy_(loss_sum / safe)
+        self.group_frequency.copy_(counts / counts.sum())
+        self.accuracy.copy_(correct_sum.sum() / counts.sum())
+        self.loss.copy_(loss_sum.sum() / counts.sum())
         return self
