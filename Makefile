@@ -38,9 +38,14 @@ docs: $(VENV)/.installed-docs
 reproduce: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/reproduce.py
 
+# about 6 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ceag_overhead.py
+	$(BIN)/python benchmarks/fit_vs_hand_loop.py
+	$(BIN)/python benchmarks/gmp_cost.py
 	$(BIN)/python benchmarks/channel_export_speed.py
+	$(BIN)/python benchmarks/gmp_cache_gridsearch.py
+	$(BIN)/python benchmarks/summarize.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis docs/_build

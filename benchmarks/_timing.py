@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# FAIRPRUNE_BENCH_OUT redirects the JSON files (the test suite's smoke runs use a temp dir)
+RESULTS = Path(os.environ.get("FAIRPRUNE_BENCH_OUT", Path(__file__).resolve().parent / "results"))
 
 
 def interleaved_medians(variants: dict[str, Callable[[], None]], repeats: int, warmup: int = 3):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from _timing import interleaved_medians, write_json
+from _workload import small_cnn
 from fairprune.constraints import (
     CEAGProblem,
     EqualizedLossProblem,
@@ -27,14 +28,6 @@ from fairprune.constraints import (
     make_dual_optimizer,
 )
 from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
-
-
-def small_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
 
 
 def make_step(method: str, n_groups: int, batch: int):

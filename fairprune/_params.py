@@ -18,6 +18,7 @@ METHODS = ("ceag", "equalized_loss", "nft")
 PRUNING_KINDS = ("unstructured", "channel")
 SCOPES = ("layerwise", "global")
 DUAL_OPTIMIZERS = ("sgd", "nupi")
+MIXED_PRECISION = ("bf16", "fp16")
 
 
 def _real(value: Any, name: str, low: float, high: float, *, closed: str, extra: str = "") -> float:
@@ -99,6 +100,8 @@ def validate_params(est) -> None:
     if est.random_state is not None:
         _int(est.random_state, "random_state", 0)
     _check_locator(est.groups)
+    if est.mixed_precision is not None:
+        check_choice(est.mixed_precision, "mixed_precision", MIXED_PRECISION, owner=OWNER)
     memory = est.memory
     if memory is not None and not isinstance(memory, (str, os.PathLike)) and not hasattr(
         memory, "cache"

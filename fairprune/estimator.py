@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -163,6 +164,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
         run GMP once per data fold and load it afterwards, with results identical to
         running it. The key covers the data, the dense weights and every other parameter.
         Use a directory every worker can reach (a shared file system on a cluster).
+    mixed_precision : {None, "bf16", "fp16"}, default=None
+        Autocast of the training forward pass and loss (as ``mixed_precision`` of
+        Accelerate). Weights, replay buffers, multipliers and the dense reference stay in
+        float32, and per-sample losses are cast to float32 before any group statistic.
+        ``"bf16"`` needs no loss scaling and adds no host synchronisation; ``"fp16"`` uses a
+        ``torch.amp.GradScaler`` on the primal step, whose inf/NaN check costs one host sync
+        per step (as in any fp16 PyTorch loop). Evaluation and prediction run in float32.
     device : str or torch.device, default="cpu"
         Where training runs, e.g. ``"cuda"``.
     criterion : type, default=torch.nn.CrossEntropyLoss
@@ -176,8 +184,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
         random_state=0)``); None trains on all data, as the paper does. Groups are sliced
         together with X.
     **kwargs
-        Any other skorch parameter (``callbacks``, ``verbose``, ``iterator_train__num_workers``,
-        ``optimizer__nesterov`` ...). Unlike skorch's default, training batches are shuffled
+        Any other skorch parameter (``callbacks``, ``verbose``, ``optimizer__nesterov`` ...).
+        Data loading: ``iterator_train__num_workers``, ``iterator_train__pin_memory``,
+        ``iterator_train__persistent_workers``. ``compile=True`` (with ``compile__mode``,
+        ``compile__backend`` ...) runs the training forward pass through ``torch.compile``;
+        ``module_`` itself stays a plain module (masks, export and pickling are unchanged). Unlike skorch's default, training batches are shuffled
         every epoch (seeded by ``random_state``), as in the paper; pass
         ``iterator_train__shuffle=False`` for a fixed order, or your own
         ``iterator_train__sampler``.
@@ -250,6 +261,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         lr_gamma=0.2,
         random_state=0,
         memory=None,
+        mixed_precision=None,
         device="cpu",
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.SGD,
@@ -276,6 +288,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.lr_gamma = lr_gamma
         self.random_state = random_state
         self.memory = memory
+        self.mixed_precision = mixed_precision
         super().__init__(
             module=dense_module,
             criterion=criterion,
@@ -358,6 +371,28 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.engines_ = {}
         return self
 
+    def torch_compile(self, module, name):
+        """skorch compiles every module at initialisation; here ``module_`` stays plain and
+        only the training forward pass is compiled (see :meth:`_training_module`)."""
+        return module
+
+    def _training_module(self) -> torch.nn.Module:
+        """``module_``, or its ``torch.compile`` wrapper when ``compile=True``."""
+        if not self.compile:
+            return self.module_
+        compiled = self.__dict__.get("_compiled_module")
+        if compiled is None or compiled._orig_mod is not self.module_:
+            compiled = torch.compile(self.module_, **self.get_params_for("compile"))
+            object.__setattr__(self, "_compiled_module", compiled)
+        return compiled
+
+    def _autocast(self):
+        """Autocast context of the training forward pass (``mixed_precision``)."""
+        if self.mixed_precision is None:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
+
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
         if prefix == "iterator_train" and not {"sampler", "batch_sampler"} & params.keys():
@@ -370,6 +405,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
 
     def initialize(self):
         self.engines_ = {}
+        self.grad_scaler_ = None
         self.fairness_ = None
         self.snapshot_data_ = None
         return super().initialize()
@@ -618,6 +654,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 )
             example = to_tensor(np.stack([np.asarray(x)] * 2), device=self.device)
             self.example_input_ = example
+        if self.mixed_precision == "fp16":
+            self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
         steps_per_epoch = max(1, math.ceil(len(dataset_train) / self.batch_size))
         self.dual_lr_ = self._auto_dual_lr(n_groups, steps_per_epoch)
         if constrained:
@@ -693,7 +731,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 problem = EqualizedLossProblem(self.fairness_, self.loss_tolerance)
             dual = getattr(self, "dual_optimizer_", None) if problem.constrained else None
             engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_,
-                                      max_multiplier_sum=self.max_multiplier_sum)
+                                      max_multiplier_sum=self.max_multiplier_sum,
+                                      grad_scaler=self.grad_scaler_)
             self.engines_ = {key: engine}
         return engine
 
@@ -704,9 +743,15 @@ class FairPrunedClassifier(NeuralNetClassifier):
         Xi, yi = unpack_data(batch)
         group_ids = to_tensor(Xi[_G_KEY], device=self.device).long()
         yi = to_tensor(yi, device=self.device)
-        logits = self.infer(Xi, **fit_params)
-        per_sample = self.criterion_(logits, yi)
-        correct = (logits.detach().argmax(dim=1) == yi).float()
+        with self._autocast():
+            if fit_params:
+                logits = self.infer(Xi, **fit_params)
+            else:
+                logits = self._forward(self._training_module(), Xi)
+            per_sample = self.criterion_(logits, yi)
+        per_sample = per_sample.float()  # group statistics, buffers and multipliers: float32
+        logits = logits.detach().float()
+        correct = (logits.argmax(dim=1) == yi).float()
 
         def on_grad():
             self.notify(
@@ -719,7 +764,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         loss = self._engine(self.current_phase_()).step(
             self.module_, per_sample, correct, group_ids, on_grad=on_grad
         )
-        return {"loss": loss, "y_pred": logits.detach()}
+        return {"loss": loss, "y_pred": logits}
 
     # -- masks and snapshots ---------------------------------------------------------------
     def set_masks_(self, masks: MaskSet) -> None:
@@ -903,4 +948,5 @@ class FairPrunedClassifier(NeuralNetClassifier):
         state = super().__getstate__()
         state["engines_"] = {}
         state["snapshot_data_"] = None
+        state.pop("_compiled_module", None)  # rebuilt on demand; compiled code does not pickle
         return state

@@ -214,6 +214,8 @@ BAD_FIT = [
     (dict(lr_gamma=0), {}, ValueError, "'lr_gamma' parameter"),
     (dict(random_state=-1), {}, ValueError, "'random_state' parameter .* int >= 0"),
     (dict(memory=3), {}, TypeError, "'memory' parameter .* joblib.Memory"),
+    (dict(mixed_precision="bf15"), {}, ValueError, "'mixed_precision' parameter .* Did you mean 'bf16'"),
+    (dict(mixed_precision=True), {}, ValueError, "'mixed_precision' parameter .* 'fp16'"),
     (dict(pruning_frequency=0), {}, ValueError, "'pruning_frequency' parameter"),
     (dict(max_epochs=-1), {}, ValueError, "'max_epochs' parameter"),
     (dict(lr=0.0), {}, ValueError, "'lr' parameter"),

@@ -63,6 +63,10 @@ class FineTuningEngine:
     max_multiplier_sum : float or None, default=1.0
         After every dual step the multipliers are scaled so that ``Σ λ_g <= max_multiplier_sum``
         (see :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded.
+    grad_scaler : torch.amp.GradScaler, optional
+        Loss scaling of the primal step for float16 autocast. Gradients are unscaled before
+        ``on_grad`` (gradient clipping sees true values); a step with inf/NaN gradients is
+        skipped. The dual step needs no scaling: its gradients are the float32 violations.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class FineTuningEngine:
         dual_optimizer: torch.optim.Optimizer | None = None,
         masks: MaskSet | None = None,
         max_multiplier_sum: float | None = 1.0,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if problem.constrained and dual_optimizer is None:
             raise ValueError(f"{type(problem).__name__} needs a dual optimizer.")
@@ -80,6 +85,7 @@ class FineTuningEngine:
         self.dual_optimizer = dual_optimizer if problem.constrained else None
         self.masks = masks
         self.max_multiplier_sum = max_multiplier_sum
+        self.grad_scaler = grad_scaler
 
     def step(
         self,
@@ -102,10 +108,20 @@ class FineTuningEngine:
             for multiplier in self.problem.multipliers():
                 multiplier.post_step_()
             self.problem.state.bound_multipliers_(self.max_multiplier_sum)
-        cmp_state.compute_primal_lagrangian().backward()
+        lagrangian = cmp_state.compute_primal_lagrangian()
+        scaler = self.grad_scaler
+        if scaler is None:
+            lagrangian.backward()
+        else:
+            scaler.scale(lagrangian.lagrangian).backward()
+            scaler.unscale_(self.primal_optimizer)
         if on_grad is not None:
             on_grad()
-        self.primal_optimizer.step()
+        if scaler is None:
+            self.primal_optimizer.step()
+        else:
+            scaler.step(self.primal_optimizer)
+            scaler.update()
         if self.masks is not None:
             self.masks.apply_(module)
         self.problem.state.record(group_ids, correct)
