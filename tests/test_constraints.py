@@ -120,8 +120,8 @@ def forbid_host_sync():
             setattr(torch.Tensor, n, fn)
 
 
-# nuPI is excluded from the sync check: cooper-optim 1.0.1's sparse nuPI update calls
-# `.ne(0).any()` in Python conditionals (a host sync per step). Our code adds none.
+# nuPI is excluded from the sync check: cooper-optim 1.0.1's nuPI update branches on tensor
+# values in Python (a host sync per step, dense or sparse multipliers). Our code adds none.
 @pytest.mark.parametrize("problem_cls", [CEAGProblem, EqualizedLossProblem, NaiveFineTuning])
 @pytest.mark.parametrize("dual", ["sgd", pytest.param("nupi", marks=pytest.mark.nupi)])
 def test_engine_step_has_no_host_sync_and_updates(problem_cls, dual, monkeypatch):
@@ -186,10 +186,50 @@ def test_buffer_size_must_be_positive():
 def test_multiplier_sum_is_bounded_without_sync():
     state = FairnessState(4, 0, constrained=True)
     with torch.no_grad():
-        state.multiplier.weight.copy_(torch.tensor([[0.6], [0.6], [0.0], [0.3]]))
+        state.multiplier.weight.copy_(torch.tensor([0.6, 0.6, 0.0, 0.3]))
     with forbid_host_sync():
         state.bound_multipliers_(0.9)
     assert state.multiplier_values().tolist() == pytest.approx([0.36, 0.36, 0.0, 0.18])
     state.bound_multipliers_(None)  # no bound: unchanged
     state.bound_multipliers_(5.0)  # already below: unchanged
     assert float(state.multiplier_values().sum()) == pytest.approx(0.9)
+
+
+def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
+    """The engine writes the strict violations into the multipliers' gradients instead of
+    differentiating Cooper's dual Lagrangian: both must agree."""
+    from fairprune.constraints.engine import set_dual_gradients
+
+    for problem_cls, buffer_size in [(CEAGProblem, 0), (CEAGProblem, 2), (EqualizedLossProblem, 2)]:
+        state = reference_state(buffer_size=buffer_size)
+        with torch.no_grad():
+            state.multiplier.weight.copy_(torch.tensor([0.2, 0.0, 0.5]))
+        problem = problem_cls(state, 0.01)
+        loss = torch.tensor([0.3, 0.5, 0.9, 0.1, 2.0, 0.4], requires_grad=True)
+        inputs = StepInputs(loss, torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0]),
+                            torch.tensor([0, 0, 1, 2, 1, 1]))
+        cmp_state = problem.compute_cmp_state(inputs)
+        cmp_state.compute_dual_lagrangian().backward()
+        expected = state.multiplier.weight.grad.clone()
+        state.multiplier.weight.grad = None
+        set_dual_gradients(cmp_state)
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(state.multiplier.weight.grad, expected, rtol=0, atol=0)
+
+
+def test_gradient_ascent_is_sgd_maximize_bit_for_bit():
+    from fairprune.constraints import GradientAscent
+
+    a, b = (nn.Parameter(torch.tensor([0.3, 0.0, 1.7])) for _ in range(2))
+    ours, reference = GradientAscent([a], lr=0.37), torch.optim.SGD([b], lr=0.37, maximize=True)
+    for grad in ([0.1, -0.2, 0.3], [1e-7, 5.0, -2.5]):
+        a.grad, b.grad = torch.tensor(grad), torch.tensor(grad)
+        ours.step()
+        reference.step()
+    assert torch.equal(a, b)
+    ours.zero_grad()
+    assert a.grad is None
+    state = ours.state_dict()
+    other = GradientAscent([a], lr=1.0)
+    other.load_state_dict(state)
+    assert other.param_groups[0]["lr"] == 0.37

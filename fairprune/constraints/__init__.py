@@ -3,7 +3,7 @@
 Plain PyTorch + cooper-optim, independent of skorch: usable in a hand-written training loop.
 """
 
-from .engine import FineTuningEngine, make_dual_optimizer
+from .engine import FineTuningEngine, GradientAscent, make_dual_optimizer
 from .problems import (
     CEAGProblem,
     EqualizedLossProblem,
@@ -22,6 +22,7 @@ __all__ = [
     "FairnessProblem",
     "FairnessState",
     "FineTuningEngine",
+    "GradientAscent",
     "NaiveFineTuning",
     "ReplayBuffer",
     "StepInputs",

@@ -71,14 +71,15 @@ class FairnessState(nn.Module):
         self.reference = DenseReference(num_groups, device)
         self.buffer = ReplayBuffer(num_groups, buffer_size, device) if buffer_size > 0 else None
         self.multiplier = (
-            cooper.multipliers.IndexedMultiplier(num_constraints=num_groups, device=device)
+            # every constraint is reported at every step (0 where a group is absent or not
+            # trusted), so a dense multiplier: dense gradients, no sparse tensors
+            cooper.multipliers.DenseMultiplier(num_constraints=num_groups, device=device)
             if constrained
             else None
         )
         # running sums over the current epoch, for history diagnostics
         self.register_buffer("epoch_correct", torch.zeros(num_groups, device=device))
         self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
-        self.register_buffer("all_groups", torch.arange(num_groups, device=device))
 
     def multiplier_values(self) -> torch.Tensor:
         if self.multiplier is None:
@@ -156,20 +157,14 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
             )
 
     def compute_cmp_state(self, inputs: StepInputs) -> cooper.CMPState:
+        if not self.constrained:  # the plain mean loss: no group statistics to pay for
+            return cooper.CMPState(loss=inputs.per_sample_loss.mean())
         stats = batch_group_stats(
             inputs.per_sample_loss, inputs.correct, inputs.group_ids, self.state.num_groups
         )
-        if not self.constrained:
-            return cooper.CMPState(loss=stats.loss)
         violation = self.differentiable_violation(stats)
         strict = self.strict_violation(stats, inputs)
-        features = self.state.all_groups
-        constraint_state = cooper.ConstraintState(
-            violation=violation,
-            constraint_features=features,
-            strict_violation=strict,
-            strict_constraint_features=features,
-        )
+        constraint_state = cooper.ConstraintState(violation=violation, strict_violation=strict)
         return cooper.CMPState(
             loss=stats.loss, observed_constraints={self.constraint: constraint_state}
         )
