@@ -16,7 +16,7 @@ RUNS = [
      "ceag_overhead.json"),
     ("fit_vs_hand_loop.py", ["--samples", "256", "--repeats", "1"], "fit_vs_hand_loop.json"),
     ("gmp_cost.py", ["--samples", "256", "--repeats", "1"], "gmp_cost.json"),
-    ("gmp_cache_gridsearch.py", ["--quick"], "gmp_cache_gridsearch.json"),
+    ("gmp_cache_gridsearch.py", ["--quick", "--rounds", "1"], "gmp_cache_gridsearch.json"),
 ]
 
 

@@ -4,6 +4,8 @@ A ``distributed.LocalCluster`` with two worker processes stands in for a multi-m
 the estimator, the data and the GMP cache directory travel the same way.
 """
 
+import os
+
 import numpy as np
 import pytest
 from joblib import Memory, parallel_backend
@@ -20,10 +22,17 @@ SMALL = dict(sparsity=0.9, dense_layers=(), pruning_epochs=2, max_epochs=1, lr=0
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as dask_client:
-            yield dask_client
+    # distributed writes its workers' settings (OMP_NUM_THREADS=1, PYTHONHASHSEED, ...) into
+    # this process's environment, where later subprocesses would inherit them: restore it
+    saved = dict(os.environ)
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster:
+            with distributed.Client(cluster) as dask_client:
+                yield dask_client
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def search(dense, memory, n_jobs):

@@ -31,7 +31,9 @@ def test_demo_prints_both_reports_and_writes_png(tmp_path):
     assert out.stat().st_size > 10_000
     nft = float(re.search(r"NFT:.*max psi_g ([0-9.]+)", result.stdout).group(1))
     ceag = float(re.search(r"CEAG:.*max psi_g ([0-9.]+)", result.stdout).group(1))
-    assert ceag <= 0.03 < nft
+    # float sums depend on the thread count: 2 threads give NFT 0.043 / CEAG 0.017, one
+    # thread 0.026 / 0.013; the claim holds for both: NFT breaks eps = 0.02, CEAG meets it
+    assert nft > 0.02 and ceag <= 0.02 and ceag < nft
 
 
 def test_demo_on_a_utkface_format_folder(tmp_path):
