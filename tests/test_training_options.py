@@ -111,3 +111,38 @@ def test_cuda_training_step_has_no_host_sync(digits, digits_dense, precision):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert clf.module_[0].weight.is_cuda
+
+
+def test_batch_fetching_matches_skorchs_per_sample_loading(digits, digits_dense, reference):
+    """A custom collate_fn switches back to skorch's sample-by-sample loading: same model."""
+    from torch.utils.data import default_collate
+
+    X, y = digits
+    clf = fit(digits_dense, X, y, iterator_train__collate_fn=default_collate,
+              iterator_valid__collate_fn=default_collate)
+    np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+    assert clf.history[:, "train_loss"] == reference.history[:, "train_loss"]
+    assert type(clf.get_iterator(clf.get_dataset(X[:10]), training=True).sampler).__name__ == (
+        "RandomSampler")
+    assert type(reference.get_iterator(reference.get_dataset(X[:10]), training=True).sampler
+                ).__name__ == "BatchSampler"
+
+
+@pytest.mark.parametrize("precision", [None, "bf16"])
+def test_estimator_training_step_has_no_host_sync(digits, digits_dense, precision, monkeypatch):
+    """The estimator's whole step (not only the engine) under the sync-detecting stub: every
+    tensor-to-host conversion raises. The group-id range check reads values on CPU only (it
+    is skipped for device tensors), so it is switched off to see the step as on a GPU."""
+    from test_constraints import forbid_host_sync
+
+    X, y = digits
+    clf = fit(digits_dense, X, y, mixed_precision=precision, max_epochs=1)
+    monkeypatch.setattr("fairprune.constraints.engine.check_group_ids", lambda ids, n: None)
+    batch = next(iter(clf.get_iterator(clf.get_dataset(*clf._prepare_fit_data(X, y, y)),
+                                       training=True)))
+    before = [p.detach().clone() for p in clf.module_.parameters()]
+    with forbid_host_sync():
+        for _ in range(3):
+            step = clf.train_step(batch)
+    assert step["loss"].dtype == torch.float32
+    assert any(not torch.equal(a, b) for a, b in zip(before, clf.module_.parameters()))
