@@ -20,7 +20,8 @@ from skorch.utils import is_dataset
 from skorch.helper import SliceDict
 from skorch.utils import TeeGenerator, to_tensor
 from torch.nn.parameter import is_lazy
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import DataLoader, Subset, default_convert
+from torch.utils.data import Dataset as TorchDataset
 
 from . import _params
 from ._validation import check_label_array, check_vector
@@ -76,6 +77,23 @@ def _fetches_batches(dataset) -> bool:
     if isinstance(dataset, Subset):
         return _fetches_batches(dataset.dataset)
     return type(dataset) is SkorchDataset and not dataset.X_is_ndframe
+
+
+class _BatchFetcher(TorchDataset):
+    """A view of a dataset whose ``__getitems__`` (called by the DataLoader when present)
+    fetches a whole batch with one indexing."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def __getitems__(self, indices):
+        return self.dataset[list(indices)]
 
 
 class FairPrunedClassifier(NeuralNetClassifier):
@@ -354,6 +372,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 "module__* parameters are not supported: dense_module is an instance that is "
                 "deep-copied, not a class to instantiate."
             )
+        # a new module starts a new fit (here, not in initialize(): skorch's AccelerateMixin
+        # replaces initialize() without calling it)
+        self.engines_ = {}
+        self.grad_scaler_ = None
+        self.fairness_ = None
+        self.snapshot_data_ = None
         dense = copy.deepcopy(self.dense_module).to(self.device)
         dense.eval()
         for param in dense.parameters():
@@ -406,10 +430,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
         """skorch's DataLoader, fetching each batch with one indexing of the arrays.
 
         skorch's default fetches samples one by one and collates them, which costs more than
-        the training step of a small model (half of an epoch on digits). Batches are the
-        same, in the same order and drawn from the same RNG: the DataLoader gets a
-        ``BatchSampler`` and fetches ``dataset[indices]``. Used for skorch's own datasets of
-        arrays when no custom sampler or ``collate_fn`` is given.
+        the training step of a small model (half of an epoch on digits). Here the DataLoader
+        (same sampler, same batches, same RNG draws) reads ``dataset[indices]`` through
+        ``__getitems__``. Used for skorch's own datasets of arrays when no custom sampler or
+        ``collate_fn`` is given; works with skorch's ``AccelerateMixin``, whose sharded
+        samplers go through the same hook.
         """
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         iterator = self.iterator_train if training else self.iterator_valid
@@ -418,11 +443,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
             return super().get_iterator(dataset, training=training)
         batch_size = kwargs.pop("batch_size", self.batch_size)
         batch_size = len(dataset) if batch_size == -1 else batch_size
-        shuffle, drop_last = kwargs.pop("shuffle", False), kwargs.pop("drop_last", False)
-        generator = kwargs.get("generator")
-        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-        batches = BatchSampler(order, batch_size=max(1, batch_size), drop_last=drop_last)
-        return DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
+        return DataLoader(_BatchFetcher(dataset), batch_size=batch_size,
+                          collate_fn=default_convert, **kwargs)
 
     def get_params_for(self, prefix):
         params = super().get_params_for(prefix)
@@ -434,12 +456,6 @@ class FairPrunedClassifier(NeuralNetClassifier):
         """Only the sparse model learns (not the dense copy, masks or multipliers)."""
         yield from self.module_.named_parameters()
 
-    def initialize(self):
-        self.engines_ = {}
-        self.grad_scaler_ = None
-        self.fairness_ = None
-        self.snapshot_data_ = None
-        return super().initialize()
 
     # -- data --------------------------------------------------------------------------
     def _features(self, X):
