@@ -215,10 +215,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         Data loading: ``iterator_train__num_workers``, ``iterator_train__pin_memory``,
         ``iterator_train__persistent_workers``. ``compile=True`` (with ``compile__mode``,
         ``compile__backend`` ...) runs the training forward pass through ``torch.compile``;
-        ``module_`` itself stays a plain module (masks, export and pickling are unchanged). Unlike skorch's default, training batches are shuffled
-        every epoch (seeded by ``random_state``), as in the paper; pass
-        ``iterator_train__shuffle=False`` for a fixed order, or your own
-        ``iterator_train__sampler``.
+        ``module_`` itself stays a plain module (masks, export and pickling are unchanged).
+        Unlike skorch's default, training batches are shuffled every epoch (seeded by
+        ``random_state``), as in the paper; pass ``iterator_train__shuffle=False`` for a
+        fixed order, or your own ``iterator_train__sampler``.
 
     Attributes
     ----------
