@@ -138,6 +138,14 @@ def _buffer_estimates(buffer: ReplayBuffer) -> tuple[torch.Tensor, torch.Tensor]
     return means, trusted
 
 
+def _pooled_batch_means(values: torch.Tensor, inputs: StepInputs, stats: BatchGroupStats):
+    """Per-group means of a batch's per-sample ``values``, pooled over data-parallel
+    processes: ``(means, present, counts)``."""
+    sums = torch.zeros_like(stats.counts).index_add_(
+        0, inputs.group_ids, values.to(stats.counts.dtype))
+    return pooled_group_means(sums, stats.counts)
+
+
 class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     """Base class: holds a :class:`FairnessState` and the tolerance."""
 
@@ -210,9 +218,7 @@ class CEAGProblem(FairnessProblem):
             sparse, trusted = _buffer_estimates(buffer)
             weights = ref.group_frequency
         elif is_distributed():
-            sums = torch.zeros_like(stats.counts).index_add_(
-                0, inputs.group_ids, inputs.correct.to(stats.counts.dtype))
-            sparse, trusted, weights = pooled_group_means(sums, stats.counts)
+            sparse, trusted, weights = _pooled_batch_means(inputs.correct, inputs, stats)
         else:
             sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
         gaps = ref.group_accuracy - sparse
@@ -239,9 +245,8 @@ class EqualizedLossProblem(FairnessProblem):
         if buffer is None:
             group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
             if is_distributed():
-                sums = torch.zeros_like(stats.counts).index_add_(
-                    0, inputs.group_ids, inputs.per_sample_loss.detach().to(stats.counts.dtype))
-                group_loss, present, counts = pooled_group_means(sums, stats.counts)
+                group_loss, present, counts = _pooled_batch_means(
+                    inputs.per_sample_loss.detach(), inputs, stats)
                 loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
             gap = (group_loss - loss).abs()
             return torch.where(present, gap - self.tolerance, torch.zeros_like(gap))
