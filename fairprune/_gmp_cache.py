@@ -93,9 +93,10 @@ def _gmp_phase(key: str, net, X, y, fit_params: dict) -> dict:
 
 def _restore(net, state: dict) -> None:
     net.module_.load_state_dict(state["module"])
-    net.set_masks_(copy.deepcopy(state["masks"]).to(net.device))
+    # the state is already a private copy: made by _capture, or unpickled by joblib
+    net.set_masks_(state["masks"].to(net.device))
     net.optimizer_.load_state_dict(state["optimizer"])
-    rows = copy.deepcopy(state["history"])
+    rows = state["history"]
     for row in rows:  # the only tolerance-dependent entry of a GMP epoch
         psi = np.asarray(row.get("train_eag", []), dtype=float)
         row["n_violated"] = int(np.nansum(psi > net.tolerance))
