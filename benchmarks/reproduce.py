@@ -10,8 +10,11 @@ Splits are fixed and seeded (random_state=0), stratified by target and group
 model's initialisation and the fine-tuning shuffles. Tolerance: eps = 0.02 on digits, and
 the paper's UTKFace value eps = 0.01 on Adult, whose pruning disparities are small.
 
-    python benchmarks/reproduce.py                  # full run (about 20 min on 2 cores)
-    python benchmarks/reproduce.py --quick          # CI form: 1 seed, 1 sparsity, NFT + CEAG
+    python benchmarks/reproduce.py                  # full run (about 25 min on 2 cores)
+    python benchmarks/reproduce.py --quick          # smoke form (seconds): tiny schedules and
+                                                    # subsets; checks the pipeline, not results
+
+The paper's face settings (UTKFace) are in ``benchmarks/reproduce_faces.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from fairprune.models import make_image_cnn, make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
-UTKFACE = ROOT.parent / "shared" / "data" / "utkface"  # used whenever face data appears there
 METHODS = {
     "NFT": dict(method="nft"),
     "EL": dict(method="equalized_loss", replay_buffer_size=0),
@@ -61,30 +63,38 @@ def train_dense(X, y, seed, epochs):
     return train_classifier(model, X, y, epochs=epochs, batch_size=128)
 
 
+# The smoke form (--quick) shrinks every schedule and subsamples Adult so that the whole run
+# takes seconds: it checks that the pipeline runs end to end, not what it finds.
+QUICK_FIT = dict(pruning_epochs=1, max_epochs=2)
+QUICK_DENSE_EPOCHS = 2
+QUICK_ADULT_ROWS = 3000
+
+
 def settings(quick: bool) -> list[Setting]:
     X, y, frame = load_digits_groups()
     split = train_test_split(X, y, frame["digit"].to_numpy(), test_size=0.2, stratify=y,
                              random_state=0)
     digits_fit = dict(dense_layers=(), pruning_epochs=10, max_epochs=50, lr=0.1)
-    out = [Setting("digits (classes)", (0.95, 0.98), digits_fit, 30, 0.02, split)]
-    if UTKFACE.is_dir():
-        from fairprune.datasets import load_utkface
-
-        X, y, groups = load_utkface(UTKFACE, target="gender", image_size=32)
-        split = train_test_split(X, y, groups["race"].to_numpy(), test_size=0.2,
-                                 stratify=groups["race"], random_state=0)
-        out.append(Setting("utkface race", (0.9, 0.95), dict(pruning_epochs=15, max_epochs=45),
-                           20, 0.01, split))
-    else:
-        print(f"skipping UTKFace: {UTKFACE} not found")
+    dense_epochs = 30
+    if quick:
+        digits_fit, dense_epochs = {**digits_fit, **QUICK_FIT}, QUICK_DENSE_EPOCHS
+    out = [Setting("digits (classes)", (0.95, 0.98), digits_fit, dense_epochs, 0.02, split)]
     if not ADULT.exists():
         print(f"skipping UCI Adult: {ADULT} not found (../shared/data is absent)")
         return out
     X, y, groups = load_adult(ADULT)
+    if quick:
+        keep = np.random.default_rng(0).choice(len(y), QUICK_ADULT_ROWS, replace=False)
+        X, y, groups = X[keep], y[keep], groups.iloc[keep].reset_index(drop=True)
     strata = groups["race"] + "|" + groups["sex"] + "|" + y.astype(str)
+    if quick:  # the subset has strata of one row
+        strata = y
     Xtr, Xte, ytr, yte, gtr, gte = train_test_split(X, y, groups, test_size=0.2, stratify=strata,
                                                     random_state=0)
     adult_fit = dict(dense_layers=(), pruning_epochs=3, max_epochs=12, lr=0.05, batch_size=256)
+    dense_epochs = 10
+    if quick:
+        adult_fit, dense_epochs = {**adult_fit, **QUICK_FIT}, QUICK_DENSE_EPOCHS
     columns = {
         "adult race": lambda g: g["race"].to_numpy(),
         "adult race x sex": lambda g: (g["race"] + " / " + g["sex"]).to_numpy(),
@@ -93,7 +103,7 @@ def settings(quick: bool) -> list[Setting]:
     for name, label in columns.items():
         if quick and name != "adult race":
             continue
-        out.append(Setting(name, (0.95, 0.99), adult_fit, 10, 0.01,
+        out.append(Setting(name, (0.95, 0.99), adult_fit, dense_epochs, 0.01,
                            (Xtr, Xte, ytr, yte, label(gtr), label(gte))))
     return out
 

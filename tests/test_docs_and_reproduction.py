@@ -22,7 +22,7 @@ def test_docs_build_offline_without_warnings(tmp_path):
 def test_reproduction_quick_form(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "reproduce.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=True,
+        capture_output=True, text=True, timeout=300, check=True,
     )
     table = (tmp_path / "reproduction.md").read_text()
     assert "digits (classes)" in table and "CEAG" in table and "NFT" in table
