@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .estimator import FairPrunedClassifier
 from .exceptions import FairnessToleranceWarning
+from .paper import paper_defaults
 from .report import disparity_report, plot_disparity
 
 try:
@@ -20,5 +21,6 @@ __all__ = [
     "FairnessToleranceWarning",
     "__version__",
     "disparity_report",
+    "paper_defaults",
     "plot_disparity",
 ]

@@ -24,14 +24,20 @@ import torch
 from sklearn.utils.validation import check_memory
 from skorch.history import History
 
+from .callbacks import lr_at_epoch
+
 __all__ = ["AFTER_PRUNING", "gmp_key", "run_or_load_gmp"]
 
 #: Parameters that only act after the pruning epochs; they are left out of the cache key.
 #: ``tolerance`` also enters the history's ``n_violated``, recomputed when a phase is loaded.
 AFTER_PRUNING = frozenset({
     "tolerance", "method", "replay_buffer_size", "dual_lr", "dual_optimizer",
-    "max_multiplier_sum", "loss_tolerance", "verbose", "memory",
+    "max_multiplier_sum", "loss_tolerance", "loss_constraint", "epoch_selection", "verbose",
+    "memory",
 })
+#: Parameters that act during GMP only through the learning rate of each GMP epoch: the key
+#: holds those learning rates instead (a later milestone does not re-run GMP).
+LR_SCHEDULE = frozenset({"lr", "lr_milestones", "lr_gamma", "max_epochs"})
 
 
 def _module_digest(module: torch.nn.Module) -> str:
@@ -52,9 +58,10 @@ def gmp_key(net, X, y, fit_params: dict) -> str:
         name: value
         for name, value in net.get_params(deep=False).items()
         # skorch lists its private ``_params_to_validate`` (names last set) among the params
-        if name not in AFTER_PRUNING and name not in ("dense_module", "module")
+        if name not in AFTER_PRUNING | LR_SCHEDULE and name not in ("dense_module", "module")
         and not name.startswith("_")
     }
+    params["gmp_learning_rates"] = [lr_at_epoch(net, e) for e in range(net.pruning_epochs)]
     parts = [
         __version__,
         _module_digest(net.dense_module),

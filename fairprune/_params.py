@@ -19,6 +19,8 @@ PRUNING_KINDS = ("unstructured", "channel")
 SCOPES = ("layerwise", "global")
 DUAL_OPTIMIZERS = ("sgd", "nupi")
 MIXED_PRECISION = ("bf16", "fp16")
+LOSS_CONSTRAINTS = ("band", "equality")
+EPOCH_SELECTIONS = ("accuracy",)
 
 
 def _real(value: Any, name: str, low: float, high: float, *, closed: str, extra: str = "") -> float:
@@ -73,6 +75,15 @@ def validate_params(est) -> None:
         _real(est.max_multiplier_sum, "max_multiplier_sum", 0.0, math.inf, closed="neither",
               extra=" or None")
     _real(est.loss_tolerance, "loss_tolerance", 0.0, math.inf, closed="left")
+    check_choice(est.loss_constraint, "loss_constraint", LOSS_CONSTRAINTS, owner=OWNER)
+    if est.epoch_selection is not None:
+        check_choice(est.epoch_selection, "epoch_selection", EPOCH_SELECTIONS, owner=OWNER)
+        if est.train_split is None:
+            raise ValueError(
+                f"The 'epoch_selection' parameter of {OWNER} is {est.epoch_selection!r}, which "
+                "picks an epoch on held-out training data, but 'train_split' is None. Pass "
+                "train_split=skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0)."
+            )
     check_choice(est.pruning, "pruning", PRUNING_KINDS, owner=OWNER)
     check_choice(est.pruning_scope, "pruning_scope", SCOPES, owner=OWNER)
     if isinstance(est.dense_layers, str) or not isinstance(est.dense_layers, Sequence) or not all(

@@ -11,7 +11,15 @@ from skorch.callbacks import Callback
 
 from .pruning import MaskSet, channel_masks, cubic_sparsity, magnitude_masks
 
-__all__ = ["FairnessLogger", "GradualPruning", "MilestoneLR", "NonFiniteLossGuard", "fair_checkpoint"]
+__all__ = [
+    "EpochSelection",
+    "FairnessLogger",
+    "GradualPruning",
+    "MilestoneLR",
+    "NonFiniteLossGuard",
+    "fair_checkpoint",
+    "lr_at_epoch",
+]
 
 
 class GradualPruning(Callback):
@@ -82,21 +90,64 @@ class FairnessLogger(Callback):
         net.history.record("n_violated", int(np.nansum(psi > net.tolerance)))
 
 
+class EpochSelection(Callback):
+    """Keep the fine-tuning epoch with the best validation accuracy (``epoch_selection``).
+
+    Only epochs after GMP are candidates (earlier ones are less sparse than asked). The
+    weights and fairness state of the best epoch so far are copied at its end and restored at
+    the end of training; ``net.selected_epoch_`` holds its 1-based number and the history a
+    ``selected`` flag per epoch. Ties keep the earlier epoch. Without a validation score (no
+    ``train_split``) nothing is selected; ``fit`` refuses that combination beforehand.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        net.selection_state_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.epoch_selection is None:
+            return
+        epoch = len(net.history)
+        score = net.history[-1].get("valid_acc")
+        is_candidate = epoch > net.pruning_epochs and score is not None and math.isfinite(score)
+        best = net.selection_state_
+        selected = is_candidate and (best is None or score > best["score"])
+        if selected:
+            net.selection_state_ = {
+                "epoch": epoch,
+                "score": float(score),
+                "module": {k: v.detach().clone() for k, v in net.module_.state_dict().items()},
+                "fairness": {k: v.detach().clone() for k, v in net.fairness_.state_dict().items()},
+            }
+        net.history.record("selected", bool(selected))
+
+    def on_train_end(self, net, **kwargs):
+        best = getattr(net, "selection_state_", None)
+        if net.epoch_selection is None or best is None:
+            return
+        net.module_.load_state_dict(best["module"])
+        net.fairness_.load_state_dict(best["fairness"])
+        net.masks_.apply_(net.module_)
+        net.selected_epoch_ = best["epoch"]
+        net.selection_state_ = None
+
+
+def lr_at_epoch(net, epoch: int) -> float:
+    """Learning rate of epoch ``epoch`` (0-based): ``net.lr`` decayed by ``net.lr_gamma`` at
+    each milestone (fractions of all epochs, GMP included) already passed."""
+    total = net.pruning_epochs + net.max_epochs
+    milestones = net.lr_milestones or ()
+    passed = sum(epoch >= round(m * total) for m in milestones)
+    return net.lr * net.lr_gamma**passed
+
+
 class MilestoneLR(Callback):
     """Multiply the learning rate by ``gamma`` at fractions of all epochs (GMP included).
 
     The paper decays the primal learning rate at 60%, 80% and 90% of training. Records ``lr``.
     """
 
-    def __init__(self, milestones=(0.6, 0.8, 0.9), gamma: float = 0.2) -> None:
-        self.milestones = milestones
-        self.gamma = gamma
-
     def on_epoch_begin(self, net, **kwargs):
-        total = net.pruning_epochs + net.max_epochs
-        epoch = len(net.history) - 1
-        passed = sum(epoch >= round(m * total) for m in self.milestones)
-        lr = net.lr * self.gamma**passed
+        lr = lr_at_epoch(net, len(net.history) - 1)
         for group in net.optimizer_.param_groups:
             group["lr"] = lr
         net.history.record("lr", lr)

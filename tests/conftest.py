@@ -4,6 +4,7 @@ a trained dense MLP, and a device fixture that skips CUDA when absent."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -56,3 +57,5 @@ def device(request):
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # decoded-data caches go to a fresh folder, never the user's cache (subprocesses inherit)
+    os.environ["FAIRPRUNE_DATA"] = tempfile.mkdtemp(prefix="fairprune-test-data-")

@@ -183,13 +183,15 @@ def test_buffer_size_must_be_positive():
         ReplayBuffer(3, 0)
 
 
-def test_multiplier_sum_is_bounded_without_sync():
+def test_multiplier_sum_is_projected_without_sync():
     state = FairnessState(4, 0, constrained=True)
+    CEAGProblem(state, 0.01)  # sets the multipliers' constraint type (inequality)
     with torch.no_grad():
         state.multiplier.weight.copy_(torch.tensor([0.6, 0.6, 0.0, 0.3]))
     with forbid_host_sync():
         state.bound_multipliers_(0.9)
-    assert state.multiplier_values().tolist() == pytest.approx([0.36, 0.36, 0.0, 0.18])
+    # Euclidean projection: the same amount (0.2) is taken from every positive entry
+    assert state.multiplier_values().tolist() == pytest.approx([0.4, 0.4, 0.0, 0.1])
     state.bound_multipliers_(None)  # no bound: unchanged
     state.bound_multipliers_(5.0)  # already below: unchanged
     assert float(state.multiplier_values().sum()) == pytest.approx(0.9)

@@ -1,11 +1,13 @@
 """`make docs` builds offline, and the reproduction script runs in its reduced form."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
+UTKFACE = ROOT.parent / "shared" / "data" / "utkface"
 
 
 def test_docs_build_offline_without_warnings(tmp_path):
@@ -31,3 +33,24 @@ def test_reproduction_quick_form(tmp_path):
         assert "adult race" in table
     else:
         assert "skipping UCI Adult" in result.stdout
+
+
+def test_face_reproduction_quick_form(tmp_path):
+    """The face study's smoke form (a 300-image subset, tiny schedules) on the real UTKFace
+    folder when it is there, else on a generated folder of the same format."""
+    from test_faces import make_folder
+
+    folder = UTKFACE if UTKFACE.is_dir() else make_folder(tmp_path / "faces", n=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "reproduce_faces.py"), "--quick",
+         "--data", str(folder), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "faces.md").read_text()
+    for name in ("race / race", "gender / race", "NFT+ES", "EL+RB", "CEAG"):
+        assert name in table
+    rows = json.loads((tmp_path / "faces.json").read_text())
+    assert {row["method"] for row in rows} >= {"NFT", "NFT+ES", "EL+RB", "CEAG"}
+    assert all(0 <= row["train_acc"] <= 1 for row in rows)
+    assert (tmp_path / "faces_psi_race_race_0.9.png").stat().st_size > 0

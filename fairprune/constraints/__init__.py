@@ -10,7 +10,9 @@ from .problems import (
     FairnessProblem,
     FairnessState,
     NaiveFineTuning,
+    SignedEqualizedLossProblem,
     StepInputs,
+    project_capped_simplex,
 )
 from .replay_buffer import ReplayBuffer
 from .statistics import DenseReference, batch_group_stats
@@ -25,7 +27,9 @@ __all__ = [
     "GradientAscent",
     "NaiveFineTuning",
     "ReplayBuffer",
+    "SignedEqualizedLossProblem",
     "StepInputs",
     "batch_group_stats",
     "make_dual_optimizer",
+    "project_capped_simplex",
 ]

@@ -35,7 +35,9 @@ __all__ = [
     "FairnessProblem",
     "FairnessState",
     "NaiveFineTuning",
+    "SignedEqualizedLossProblem",
     "StepInputs",
+    "project_capped_simplex",
 ]
 
 
@@ -88,17 +90,20 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def bound_multipliers_(self, max_sum: float | None) -> None:
-        """Scale the multipliers down so that their sum is at most ``max_sum`` (no sync).
+        """Project the multipliers onto ``{λ >= 0, Σ λ <= max_sum}`` (Euclidean; no sync).
 
-        The primal Lagrangian ``L + Σ λ_g (L_g − L)`` weighs the overall loss by ``1 − Σ λ_g``;
-        past 1 it pushes the overall loss *up* and training collapses. Infeasible constraints
-        (a group the sparse model can no longer predict) make multipliers grow without bound,
-        so the dual domain is kept to ``{λ >= 0, Σ λ <= max_sum}``.
+        An extension of the paper, off by default. The primal Lagrangian
+        ``L + Σ λ_g (L_g − L)`` weighs the overall loss by ``1 − Σ λ_g``; past 1 it pushes the
+        overall loss *up*. Infeasible constraints (a group the sparse model can no longer
+        predict) make multipliers grow without bound, which this projection prevents.
+        Equality multipliers (signed) are left as they are.
         """
         if self.multiplier is None or max_sum is None:
             return
+        if self.multiplier.constraint_type != cooper.ConstraintType.INEQUALITY:
+            return
         weight = self.multiplier.weight
-        weight.mul_(torch.clamp(max_sum / weight.sum().clamp(min=1e-12), max=1.0))
+        weight.copy_(project_capped_simplex(weight.flatten(), max_sum).view_as(weight))
 
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor) -> None:
@@ -128,6 +133,24 @@ class FairnessState(nn.Module):
         self.epoch_count.zero_()
 
 
+def project_capped_simplex(values: torch.Tensor, cap: float) -> torch.Tensor:
+    """Euclidean projection of a vector onto ``{x >= 0, Σ x <= cap}``, without host sync.
+
+    If clipping at 0 already meets the cap, that is the projection; otherwise it is the
+    projection onto the simplex ``{x >= 0, Σ x = cap}`` (sort-based, Held et al. 1974;
+    Duchi et al. 2008). Both are computed and the right one picked on the device.
+    """
+    clipped = values.clamp(min=0)
+    ordered = torch.sort(values, descending=True).values
+    cumulative = ordered.cumsum(0) - cap
+    ranks = torch.arange(1, values.numel() + 1, device=values.device, dtype=values.dtype)
+    support = ordered - cumulative / ranks > 0
+    last = (support.to(torch.int64) * torch.arange(values.numel(), device=values.device)).max()
+    threshold = cumulative[last] / (last + 1).to(values.dtype)
+    on_simplex = (values - threshold).clamp(min=0)
+    return torch.where(clipped.sum() <= cap, clipped, on_simplex)
+
+
 def _buffer_estimates(buffer: ReplayBuffer) -> tuple[torch.Tensor, torch.Tensor]:
     """Group means of the replay buffers and their trust flags, pooled over data-parallel
     processes when there are several (see :mod:`fairprune.constraints.distributed`)."""
@@ -150,6 +173,7 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     """Base class: holds a :class:`FairnessState` and the tolerance."""
 
     constrained = True
+    constraint_type = cooper.ConstraintType.INEQUALITY
 
     def __init__(self, state: FairnessState, tolerance: float) -> None:
         super().__init__()
@@ -159,7 +183,7 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
             if state.multiplier is None:
                 raise ValueError(f"{type(self).__name__} needs a FairnessState with multipliers.")
             self.constraint = cooper.Constraint(
-                constraint_type=cooper.ConstraintType.INEQUALITY,
+                constraint_type=self.constraint_type,
                 formulation_type=cooper.formulations.Lagrangian,
                 multiplier=state.multiplier,
             )
@@ -255,3 +279,36 @@ class EqualizedLossProblem(FairnessProblem):
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
         gap = (losses - overall).abs()
         return torch.where(trusted, gap - self.tolerance, torch.zeros_like(gap))
+
+
+class SignedEqualizedLossProblem(EqualizedLossProblem):
+    """Equalized loss as the paper's code states it by default: ``L_g(θs) − L(θs) = 0`` for
+    every group, an *equality* with signed multipliers (a group whose loss is below the
+    overall loss gets a negative weight change). No tolerance.
+    """
+
+    constraint_type = cooper.ConstraintType.EQUALITY
+
+    def __init__(self, state: FairnessState, tolerance: float = 0.0) -> None:
+        super().__init__(state, 0.0)
+
+    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
+        gap = stats.group_loss - stats.loss
+        return torch.where(stats.present, gap, torch.zeros_like(gap))
+
+    @torch.no_grad()
+    def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
+        buffer = self.state.buffer
+        if buffer is None:
+            group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
+            if is_distributed():
+                group_loss, present, counts = _pooled_batch_means(
+                    inputs.per_sample_loss.detach(), inputs, stats)
+                loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
+            gap = group_loss - loss
+            return torch.where(present, gap, torch.zeros_like(gap))
+        buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
+        losses, trusted = _buffer_estimates(buffer)
+        overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
+        gap = losses - overall
+        return torch.where(trusted, gap, torch.zeros_like(gap))
