@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip install --quiet -c constraints.txt
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DATA   ?=
 
-.PHONY: demo test bench docs reproduce clean
+.PHONY: demo test bench docs reproduce reproduce-faces clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ docs: $(VENV)/.installed-docs
 
 reproduce: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/reproduce.py
+
+# the paper's UTKFace settings at CPU scale (about 60 minutes on 2 cores); needs ../shared/data
+reproduce-faces: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/reproduce_faces.py
 
 # about 6 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
 bench: $(VENV)/.installed

@@ -37,6 +37,9 @@ from fairprune.datasets import load_adult, load_digits_groups
 from fairprune.models import make_image_cnn, make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _tables as tables  # noqa: E402
+
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
 METHODS = {
     "NFT": dict(method="nft"),
@@ -151,21 +154,10 @@ def run(quick: bool, out: Path) -> pd.DataFrame:
     return results
 
 
-def _mean_std(series: pd.Series) -> str:
-    if len(series) == 1:
-        return f"{series.iloc[0]:.3f}"
-    return f"{series.mean():.3f} ± {series.std(ddof=1):.3f}"
-
-
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     metrics = ["train_acc", "test_acc", "train_max_psi", "test_max_psi", "train_psi_pw",
                "test_psi_pw"]
-    order = {m: i for i, m in enumerate(METHODS)}
-    table = (results.groupby(["setting", "n_groups", "eps", "sparsity", "method"],
-                             sort=False)[metrics]
-             .agg(_mean_std).reset_index())
-    table["_order"] = table["method"].map(order)
-    return table.sort_values(["setting", "sparsity", "_order"], kind="stable").drop(columns="_order")
+    return tables.summary_table(results, ["setting", "n_groups", "eps", "sparsity", "method"], metrics, list(METHODS))
 
 
 def write_outputs(results: pd.DataFrame, reports: dict, out: Path, quick: bool) -> None:

@@ -54,13 +54,26 @@ def test_tolerance_dependent_history_is_recomputed_on_load(digits, digits_dense,
 
 @pytest.mark.parametrize("change", [
     dict(sparsity=0.8), dict(random_state=1), dict(pruning_epochs=2), dict(lr=0.01),
-    dict(max_epochs=10),  # moves the learning-rate milestones, which fall in GMP epochs too
+    dict(lr_milestones=(0.2,)),  # a learning-rate milestone inside the GMP epochs
 ])
 def test_key_covers_what_gmp_depends_on(digits, digits_dense, change):
     X, y = digits
     base = FairPrunedClassifier(digits_dense, **SMALL)
     changed = FairPrunedClassifier(digits_dense, **{**SMALL, **change})
     assert gmp_key(base, X, y, {}) != gmp_key(changed, X, y, {})
+
+
+def test_key_ignores_learning_rate_milestones_after_pruning(digits, digits_dense):
+    """The key holds the GMP epochs' learning rates, not the schedule's parameters: a
+    longer fine-tuning phase or another decay factor whose milestones all fall after
+    pruning reuse the stored GMP phase; a milestone inside GMP does not."""
+    X, y = digits
+    params = dict(SMALL, pruning_epochs=2, max_epochs=8, lr_milestones=(0.6, 0.8, 0.9))
+    base = gmp_key(FairPrunedClassifier(digits_dense, **params), X, y, {})
+    later = FairPrunedClassifier(digits_dense, **{**params, "max_epochs": 20, "lr_gamma": 0.5})
+    assert gmp_key(later, X, y, {}) == base
+    inside = FairPrunedClassifier(digits_dense, **{**params, "lr_milestones": (0.1,)})
+    assert gmp_key(inside, X, y, {}) != base
 
 
 def test_key_ignores_what_acts_after_pruning_but_not_data_or_weights(digits, digits_dense):

@@ -259,41 +259,14 @@ class EqualizedLossProblem(FairnessProblem):
     training-frequency-weighted mean over ready groups.
     """
 
-    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
-        gap = (stats.group_loss - stats.loss).abs()
-        return torch.where(stats.present, gap - self.tolerance, torch.zeros_like(gap))
+    signed = False  # the band: |L_g − L| − ε_L <= 0
 
-    @torch.no_grad()
-    def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
-        buffer = self.state.buffer
-        if buffer is None:
-            group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
-            if is_distributed():
-                group_loss, present, counts = _pooled_batch_means(
-                    inputs.per_sample_loss.detach(), inputs, stats)
-                loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
-            gap = (group_loss - loss).abs()
-            return torch.where(present, gap - self.tolerance, torch.zeros_like(gap))
-        buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
-        losses, trusted = _buffer_estimates(buffer)
-        overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
-        gap = (losses - overall).abs()
-        return torch.where(trusted, gap - self.tolerance, torch.zeros_like(gap))
-
-
-class SignedEqualizedLossProblem(EqualizedLossProblem):
-    """Equalized loss as the paper's code states it by default: ``L_g(θs) − L(θs) = 0`` for
-    every group, an *equality* with signed multipliers (a group whose loss is below the
-    overall loss gets a negative weight change). No tolerance.
-    """
-
-    constraint_type = cooper.ConstraintType.EQUALITY
-
-    def __init__(self, state: FairnessState, tolerance: float = 0.0) -> None:
-        super().__init__(state, 0.0)
+    def _gap(self, group_loss: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        gap = group_loss - loss
+        return gap if self.signed else gap.abs() - self.tolerance
 
     def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
-        gap = stats.group_loss - stats.loss
+        gap = self._gap(stats.group_loss, stats.loss)
         return torch.where(stats.present, gap, torch.zeros_like(gap))
 
     @torch.no_grad()
@@ -305,10 +278,23 @@ class SignedEqualizedLossProblem(EqualizedLossProblem):
                 group_loss, present, counts = _pooled_batch_means(
                     inputs.per_sample_loss.detach(), inputs, stats)
                 loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
-            gap = group_loss - loss
+            gap = self._gap(group_loss, loss)
             return torch.where(present, gap, torch.zeros_like(gap))
         buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
         losses, trusted = _buffer_estimates(buffer)
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
-        gap = losses - overall
+        gap = self._gap(losses, overall)
         return torch.where(trusted, gap, torch.zeros_like(gap))
+
+
+class SignedEqualizedLossProblem(EqualizedLossProblem):
+    """Equalized loss as the paper's code states it by default: ``L_g(θs) − L(θs) = 0`` for
+    every group, an *equality* with signed multipliers (a group whose loss is below the
+    overall loss gets a negative weight change). No tolerance.
+    """
+
+    constraint_type = cooper.ConstraintType.EQUALITY
+    signed = True
+
+    def __init__(self, state: FairnessState, tolerance: float = 0.0) -> None:
+        super().__init__(state, 0.0)
