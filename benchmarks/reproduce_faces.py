@@ -8,10 +8,13 @@ CNN of ``fairprune.models.make_face_cnn`` trained from scratch with Adam until i
 training images (near 100% training accuracy, like the paper's overfit MobileNetV2), cached
 under the data home. Seeds change the dense model and the fine-tuning shuffles.
 
-Default (CPU) schedule: --gmp-epochs 3 GMP epochs then --ft-epochs 6 fine-tuning epochs, the
-paper's optimizer (SGD 1e-2, momentum 0.9, weight decay 1e-4, batch 128, LR x0.1 at
-60/80/90%), buffers of 40, eps = 0.01. ``--full`` runs the paper's 15 + 45 epochs and 5 seeds
-(a GPU job). The GMP phase is shared by the methods of a cell through ``memory=``.
+Default (CPU, about an hour on 2 cores): a seeded stratified subset of 12,000 images at
+32 px, 3 GMP epochs then 6 fine-tuning epochs, the paper's optimizer (SGD 1e-2, momentum
+0.9, weight decay 1e-4, batch 128, LR x0.1 at 60/80/90% of all epochs), buffers of 40,
+eps = 0.01, 3 seeds. Every method at race / race 90%; NFT, CEAG and the paper's
+configuration at the other sparsities; NFT, EL, EL+RB and CEAG in the other settings.
+``--full`` runs every image, the paper's 15 + 45 epochs and 5 seeds (a GPU job). The GMP
+phase is shared by the methods of a cell through ``memory=``.
 
     python benchmarks/reproduce_faces.py                 # default CPU study (see --help)
     python benchmarks/reproduce_faces.py --quick         # smoke form on a tiny subset (seconds)
@@ -37,6 +40,7 @@ from skorch.dataset import ValidSplit
 
 from fairprune import FairnessToleranceWarning, FairPrunedClassifier, paper_defaults, plot_disparity
 from fairprune.datasets import load_utkface
+from fairprune.estimator import AUTO_DUAL_STEP
 from fairprune.models import make_face_cnn, train_classifier
 from fairprune.utkface import get_data_home
 
@@ -97,9 +101,14 @@ def dense_model(X, y, n_classes: int, seed: int, width: int, epochs: int, cache:
 
 def run_cell(dense, data, sparsity, seed, method, args, memory) -> tuple[dict, FairPrunedClassifier]:
     Xtr, Xte, ytr, yte, gtr, gte = data
+    method_params = dict(METHODS[method])
+    scale = method_params.pop("dual_scale", None)
+    if scale is not None:  # "auto" times `scale`: the ablation of the automatic dual step
+        steps = int(np.ceil(len(ytr) / 128)) * args.ft_epochs
+        method_params["dual_lr"] = scale * AUTO_DUAL_STEP / (len(np.unique(gtr)) * steps)
     params = {**dict(sparsity=sparsity, tolerance=TOLERANCE, pruning_epochs=args.gmp_epochs,
                      max_epochs=args.ft_epochs, random_state=seed, verbose=0,
-                     device=args.device, memory=memory), **METHODS[method]}
+                     device=args.device, memory=memory), **method_params}
     if sparsity == "85% channels":
         params.update(sparsity=0.85, pruning="channel")
     start = time.perf_counter()
@@ -127,6 +136,16 @@ def run_cell(dense, data, sparsity, seed, method, args, memory) -> tuple[dict, F
     return row, clf
 
 
+def add_dual_scales(scales) -> list[str]:
+    """Methods "CEAG, auto step xS" for the ablation of ``dual_lr="auto"``."""
+    names = []
+    for scale in scales:
+        name = f"CEAG, auto step x{scale:g}"
+        METHODS[name] = dict(method="ceag", dual_scale=scale)
+        names.append(name)
+    return names
+
+
 def study(args) -> pd.DataFrame:
     cache = get_data_home() / "reproduce_faces"
     memory = str(cache / "gmp") if not args.no_gmp_cache else None
@@ -143,12 +162,16 @@ def study(args) -> pd.DataFrame:
         except ValueError:  # tiny subsets (--max-images): strata of one image
             split = train_test_split(X, y, groups, test_size=0.2, stratify=y, random_state=0)
         n_classes = int(y.max()) + 1
-        sparsities = args.sparsities if setting == "race / race" else args.other_sparsities
-        methods = args.methods if setting == "race / race" else args.other_methods
+        main = setting == "race / race"
+        sparsities = args.sparsities if main else args.other_sparsities
         for seed in range(args.seeds):
             dense = dense_model(split[0], split[2], n_classes, seed, args.width,
                                 args.dense_epochs, cache)
             for sparsity in sparsities:
+                # every method at the main cell (first sparsity), fewer elsewhere
+                first = main and sparsity == sparsities[0]
+                methods = args.methods if first else (
+                    args.sparsity_methods if main else args.other_methods)
                 for method in methods:
                     row, clf = run_cell(dense, split, sparsity, seed, method, args, memory)
                     row = {"setting": setting, "n_groups": len(clf.groups_), **row}
@@ -212,23 +235,32 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--other-sparsities", nargs="+", default=[0.9],
                         type=lambda v: v if "channel" in v else float(v))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--sparsity-methods", nargs="+", choices=list(METHODS),
+                        default=["NFT", "CEAG", "CEAG (paper dual step)"],
+                        help="methods at the main setting's other sparsities")
     parser.add_argument("--other-methods", nargs="+", default=["NFT", "EL", "EL+RB", "CEAG"],
-                        choices=list(METHODS))
+                        choices=list(METHODS), help="methods of the other settings")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-gmp-cache", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="smoke form: 300 images, 16 px, 1 seed, tiny schedules")
     parser.add_argument("--full", action="store_true",
                         help="the paper's schedule (15 + 45 epochs) and 5 seeds: a GPU job")
+    parser.add_argument("--dual-scales", nargs="*", type=float, default=[],
+                        help="add CEAG with the automatic dual step times these factors "
+                             "(to --methods and --sparsity-methods)")
     args = parser.parse_args(argv)
     args.argv = list(argv)
+    scaled = add_dual_scales(args.dual_scales)
+    args.methods = [*args.methods, *scaled]
+    args.sparsity_methods = [*args.sparsity_methods, *scaled]
     if args.quick:
         args.max_images, args.image_size, args.seeds = 300, 16, 1
         args.dense_epochs, args.gmp_epochs, args.ft_epochs, args.width = 2, 1, 1, 4
         args.sparsities, args.other_sparsities = [0.9], [0.9]
         args.settings = ["race / race", "gender / race"]
         args.methods = ["NFT", "NFT+ES", "EL+RB", "CEAG"]
-        args.other_methods = ["NFT", "CEAG"]
+        args.other_methods = args.sparsity_methods = ["NFT", "CEAG"]
     if args.full:
         args.gmp_epochs, args.ft_epochs, args.seeds, args.max_images = 15, 45, 5, None
     return args
