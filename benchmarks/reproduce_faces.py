@@ -27,6 +27,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import shlex
 import sys
 import time
 import warnings
@@ -197,7 +198,7 @@ def write_outputs(results: pd.DataFrame, figures: dict, args, seconds: float) ->
     results.to_json(out / "faces.json", orient="records", indent=1)
     table = summary_table(results)
     header = (
-        f"Produced by `{' '.join(['python benchmarks/reproduce_faces.py', *args.argv])}` on "
+        f"Produced by `{shlex.join(['python', 'benchmarks/reproduce_faces.py', *args.argv])}` on "
         f"{dt.date.today().isoformat()} in {seconds / 60:.1f} min (torch {torch.__version__}, "
         f"device {args.device}, {torch.get_num_threads()} CPU threads). {args.image_size} px, "
         f"face CNN width {args.width}, {args.gmp_epochs} GMP + {args.ft_epochs} fine-tuning "
