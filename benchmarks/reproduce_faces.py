@@ -165,7 +165,7 @@ def study(args) -> pd.DataFrame:
         n_classes = int(y.max()) + 1
         main = setting == "race / race"
         sparsities = args.sparsities if main else args.other_sparsities
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             dense = dense_model(split[0], split[2], n_classes, seed, args.width,
                                 args.dense_epochs, cache)
             for sparsity in sparsities:
@@ -228,7 +228,8 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--dense-epochs", type=int, default=40)
     parser.add_argument("--gmp-epochs", type=int, default=3)
     parser.add_argument("--ft-epochs", type=int, default=6)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, default=12000)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--sparsities", nargs="+", default=[0.9, 0.95, 0.99, "85% channels"],
