@@ -128,14 +128,7 @@ def plot_disparity(
     -------
     matplotlib.axes.Axes
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in {"agg", "module://matplotlib_inline.backend_inline"}:
-        import os
-
-        if not os.environ.get("DISPLAY"):
-            matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the user's backend, never switched here
 
     reports = dict(report) if isinstance(report, Mapping) else {"": report}
     if not reports:

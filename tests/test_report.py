@@ -50,3 +50,18 @@ def test_plot_headless_many_groups_top_k(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     both = plot_disparity({"NFT": rep, "CEAG": rep}, top_k=None)
     assert len(both.patches) == 2 * 150
+
+
+def test_plot_never_switches_the_users_backend():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a user's choice (non-interactive, works headless)
+    try:
+        report = disparity_report([0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 0], ["a", "a", "b", "b"])
+        ax = plot_disparity(report)
+        assert matplotlib.get_backend() == "svg"
+        plt.close(ax.figure)
+    finally:
+        matplotlib.use(before)
