@@ -206,7 +206,7 @@ def write_outputs(results: pd.DataFrame, figures: dict, args, seconds: float) ->
         f"{sorted(results['seed'].unique().tolist())}; fractions (0.01 = 1 accuracy point).\n\n")
     (out / "faces.md").write_text(header + table.to_markdown(index=False) + "\n")
     print("\n" + header + table.to_markdown(index=False))
-    for (setting, sparsity, _), _report in list(figures.items()):
+    for setting, sparsity in dict.fromkeys(key[:2] for key in figures):  # each cell once
         pair = {m: figures.get((setting, sparsity, m)) for m in ("NFT", "CEAG")}
         if any(v is None for v in pair.values()):
             continue

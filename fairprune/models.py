@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .transforms import RandomHorizontalFlip
+
 __all__ = [
     "make_digits_cnn",
     "make_face_cnn",
@@ -86,8 +88,6 @@ def make_face_cnn(n_classes: int, width: int = 32, flip: bool = True) -> nn.Sequ
     >>> sum(p.numel() for p in make_face_cnn(5, width=16).parameters())
     61013
     """
-    from .transforms import RandomHorizontalFlip
-
     w = width
 
     def block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -123,9 +123,7 @@ def make_mobilenet_v2(
     torch.nn.Module
         Expects ImageNet-normalised ``(n, 3, H, W)`` images (the paper: 200 px).
     """
-    from torchvision.models import mobilenet_v2
-
-    from .transforms import RandomHorizontalFlip
+    from torchvision.models import mobilenet_v2  # torchvision only where it is used
 
     model = mobilenet_v2(width_mult=width_mult)
     if weights is not None:

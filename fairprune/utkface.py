@@ -92,18 +92,17 @@ def _stratified_subset(strata: np.ndarray, size: int, random_state: int | None) 
     return np.sort(chosen)
 
 
-def _decode(paths: list[str], image_size: int) -> tuple[np.ndarray, list[str]]:
+def _decode(paths: list[str], image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode and resize JPEG files to ``(n, 3, s, s)`` uint8 with Pillow.
 
     Pillow's JPEG draft mode first decodes at the smallest DCT scale that stays at least
     twice the target size (fast), then an antialiased bilinear resize gives the final size.
-    Files that do not decode are returned in the second list.
+    Returns the images of the files that decoded and a mask of those files.
     """
     from PIL import Image, UnidentifiedImageError
 
     out = np.empty((len(paths), 3, image_size, image_size), dtype=np.uint8)
     keep = np.ones(len(paths), dtype=bool)
-    failed: list[str] = []
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:
@@ -112,9 +111,8 @@ def _decode(paths: list[str], image_size: int) -> tuple[np.ndarray, list[str]]:
                                                   Image.Resampling.BILINEAR)
                 out[i] = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
         except (UnidentifiedImageError, OSError, SyntaxError):
-            failed.append(path)
             keep[i] = False
-    return out[keep], failed
+    return out[keep], keep
 
 
 def _cache_key(entries: list[os.DirEntry], image_size: int) -> str:
@@ -223,15 +221,15 @@ def load_utkface(
         raise ValueError(
             f"load_utkface: no file named [age]_[gender]_[race]_[date].jpg under {str(folder)!r}.")
     labels = np.array([[int(p) for p in e.name.split("_")[:3]] for e in entries], dtype=np.int64)
+    if max_images is not None and max_images < len(entries):
+        ages, genders, races = labels.T
+        buckets = np.digitize(ages, UTKFACE_AGE_BUCKETS) if target == "age_bucket" else 0
+        chosen = _stratified_subset(races * 100 + genders * 10 + buckets, int(max_images),
+                                    random_state)
+        entries, labels = [entries[i] for i in chosen], labels[chosen]
     ages, genders, races = labels.T
     buckets = np.digitize(ages, UTKFACE_AGE_BUCKETS, right=False)
     targets = {"race": races, "gender": genders, "age_bucket": buckets}
-    if max_images is not None and max_images < len(entries):
-        strata = races * 100 + genders * 10 + (targets[target] if target == "age_bucket" else 0)
-        chosen = _stratified_subset(strata, int(max_images), random_state)
-        entries = [entries[i] for i in chosen]
-        ages, genders, races, buckets = ages[chosen], genders[chosen], races[chosen], buckets[chosen]
-        targets = {"race": races, "gender": genders, "age_bucket": buckets}
 
     stored = None
     cache_path = None
@@ -239,9 +237,7 @@ def load_utkface(
         cache_path = get_data_home(data_home) / "utkface" / f"{_cache_key(entries, image_size)}.npz"
         stored = _read_cache(cache_path, len(entries), int(image_size))
     if stored is None:
-        images, failed = _decode([e.path for e in entries], int(image_size))
-        failed_set = set(failed)
-        kept = np.array([e.path not in failed_set for e in entries], dtype=bool)
+        images, kept = _decode([e.path for e in entries], int(image_size))
         if cache_path is not None:
             _write_cache(cache_path, images, kept)
     else:

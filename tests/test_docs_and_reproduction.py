@@ -38,9 +38,13 @@ def test_reproduction_quick_form(tmp_path):
 def test_face_reproduction_quick_form(tmp_path):
     """The face study's smoke form (a 300-image subset, tiny schedules) on the real UTKFace
     folder when it is there, else on a generated folder of the same format."""
-    from test_faces import make_folder
+    from test_datasets import make_utkface_folder
 
-    folder = UTKFACE if UTKFACE.is_dir() else make_folder(tmp_path / "faces", n=120)
+    folder = UTKFACE
+    if not folder.is_dir():
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        make_utkface_folder(folder, n=120)
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "reproduce_faces.py"), "--quick",
          "--data", str(folder), "--out", str(tmp_path)],

@@ -18,24 +18,14 @@ from fairprune.constraints import project_capped_simplex
 from fairprune.models import make_face_cnn, make_mlp
 from fairprune.transforms import RandomHorizontalFlip
 from fairprune import utkface
-
-
-def make_folder(root, n=60, seed=0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        age, gender, race = int(rng.integers(1, 90)), int(rng.integers(0, 2)), i % 5
-        pixels = rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / f"{age}_{gender}_{race}_2017{i:06d}.jpg.chip.jpg")
-    return root
+from test_datasets import make_utkface_folder
 
 
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRPRUNE_DATA", str(tmp_path / "home"))
-    return make_folder(tmp_path / "faces")
+    (tmp_path / "faces").mkdir()
+    return make_utkface_folder(tmp_path / "faces", n=60)
 
 
 def count_decodes(monkeypatch):
@@ -66,10 +56,10 @@ def test_second_load_reads_the_cache(folder, monkeypatch):
 def test_cache_is_invalidated_when_files_change(folder, monkeypatch):
     calls = count_decodes(monkeypatch)
     utkface.load_utkface(folder, image_size=8)
-    victim = sorted(folder.iterdir())[0]
+    victim = sorted(folder.glob("*_*_*_*.jpg"))[0]  # a well-named image
     victim.write_bytes(victim.read_bytes() + b"\0")  # same name, new size
     utkface.load_utkface(folder, image_size=8)
-    make_folder(folder, n=61, seed=5)  # files added
+    make_utkface_folder(folder, n=61, seed=5)  # files added
     X, _, _ = utkface.load_utkface(folder, image_size=8)
     assert calls == [60, 60, len(X)] and len(X) > 60
 
