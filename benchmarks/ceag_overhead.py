@@ -34,10 +34,9 @@ from fairprune.constraints import (
     CEAGProblem,
     EqualizedLossProblem,
     FairnessState,
-    FineTuningEngine,
     NaiveFineTuning,
-    make_dual_optimizer,
 )
+from fairprune.training import FineTuningEngine, make_dual_optimizer
 from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
 
 

@@ -30,10 +30,9 @@ from fairprune import FairPrunedClassifier
 from fairprune.constraints import (
     CEAGProblem,
     FairnessState,
-    FineTuningEngine,
     NaiveFineTuning,
-    make_dual_optimizer,
 )
+from fairprune.training import FineTuningEngine, make_dual_optimizer
 from fairprune.pruning import MaskSet, cubic_sparsity, magnitude_masks, prunable_layers
 
 SETTING = dict(sparsity=0.9, tolerance=0.02, pruning_epochs=2, max_epochs=2, batch_size=256,

@@ -19,7 +19,8 @@ from torch import nn
 
 from _timing import interleaved_medians, write_json
 from _workload import small_cnn
-from fairprune.constraints import FairnessState, FineTuningEngine, NaiveFineTuning
+from fairprune.constraints import FairnessState, NaiveFineTuning
+from fairprune.training import FineTuningEngine
 from fairprune.pruning import MaskSet, channel_masks, magnitude_masks, prunable_layers
 
 

@@ -41,7 +41,7 @@ from skorch.dataset import ValidSplit
 
 from fairprune import FairnessToleranceWarning, FairPrunedClassifier, paper_defaults, plot_disparity
 from fairprune.datasets import load_utkface
-from fairprune.estimator import AUTO_DUAL_STEP
+from fairprune.training import AUTO_DUAL_STEP
 from fairprune.models import make_face_cnn, train_classifier
 from fairprune.utkface import get_data_home
 

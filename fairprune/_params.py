@@ -1,129 +1,117 @@
-"""Parameter table of FairPrunedClassifier, checked once at the start of ``fit``."""
+"""The parameter table of FairPrunedClassifier, checked once at the start of ``fit``.
+
+Each parameter's accepted values are declared with scikit-learn's constraint objects and
+checked by scikit-learn's ``validate_parameter_constraints``, so messages read like
+scikit-learn's ("The 'sparsity' parameter of FairPrunedClassifier must be a float in the
+range [0.0, 1.0). Got 1.5 instead."), with a "Did you mean ...?" for near-miss strings. A few
+rules that span parameters or need the machine (a CUDA device) follow the table.
+"""
 
 from __future__ import annotations
 
-import math
+import difflib
 import os
-import numbers
-from collections.abc import Sequence
-from typing import Any
+from numbers import Integral, Real
 
 import torch
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
-from ._validation import _describe, check_choice, check_tolerance
-from .groups import _check_locator
+from ._validation import describe
+from .groups import check_locator
+from .training.methods import METHODS
+from .training.precision import MIXED_PRECISION
+
+__all__ = ["PARAMETER_CONSTRAINTS", "validate_params"]
 
 OWNER = "FairPrunedClassifier"
-METHODS = ("ceag", "equalized_loss", "nft")
-PRUNING_KINDS = ("unstructured", "channel")
-SCOPES = ("layerwise", "global")
-DUAL_OPTIMIZERS = ("sgd", "nupi")
-MIXED_PRECISION = ("bf16", "fp16")
-LOSS_CONSTRAINTS = ("band", "equality")
-EPOCH_SELECTIONS = ("accuracy",)
+_POSITIVE = Interval(Real, 0, None, closed="neither")
+_NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+
+#: Accepted values of every FairPrunedClassifier parameter (scikit-learn's constraint objects).
+PARAMETER_CONSTRAINTS: dict[str, list] = {
+    "dense_module": [torch.nn.Module],
+    "sparsity": [Interval(Real, 0, 1, closed="left")],
+    "tolerance": [_NON_NEGATIVE],
+    "groups": [None, str, list, tuple, callable],
+    "method": [StrOptions(set(METHODS))],
+    "replay_buffer_size": [Interval(Integral, 0, None, closed="left")],
+    "dual_lr": [_POSITIVE, StrOptions({"auto"})],
+    "dual_optimizer": [StrOptions({"sgd", "nupi"})],
+    "max_multiplier_sum": [None, _POSITIVE],
+    "loss_tolerance": [_NON_NEGATIVE],
+    "loss_constraint": [StrOptions({"band", "equality"})],
+    "epoch_selection": [None, StrOptions({"accuracy"})],
+    "pruning": [StrOptions({"unstructured", "channel"})],
+    "pruning_scope": [StrOptions({"layerwise", "global"})],
+    "dense_layers": [tuple, list],
+    "pruning_epochs": [Interval(Integral, 1, None, closed="left")],
+    "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "lr": [_POSITIVE],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "lr_milestones": [None, tuple, list],
+    "lr_gamma": [_POSITIVE],
+    "random_state": [None, Interval(Integral, 0, None, closed="left")],
+    "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+    "mixed_precision": [None, StrOptions(set(MIXED_PRECISION))],
+}
 
 
-def _real(value: Any, name: str, low: float, high: float, *, closed: str, extra: str = "") -> float:
-    """A real number in an interval; ``closed`` is one of "both", "left", "right", "neither"."""
-    ok_type = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    left = "[" if closed in ("both", "left") else "("
-    right = "]" if closed in ("both", "right") else ")"
-    hi = "inf" if math.isinf(high) else f"{high:g}"
-    message = (
-        f"The {name!r} parameter of {OWNER} must be a float in the range "
-        f"{left}{low:g}, {hi}{right}{extra}. Got {_describe(value)} instead."
-    )
-    if not ok_type:
-        raise TypeError(message)
-    value = float(value)
-    above = value >= low if closed in ("both", "left") else value > low
-    below = value <= high if closed in ("both", "right") else value < high
-    if math.isnan(value) or not (above and below):
-        raise ValueError(message)
-    return value
+def _hint(value, constraints) -> str:
+    """" Did you mean 'x'?" for a string close to one of the options."""
+    if not isinstance(value, str):
+        return ""
+    options = [o for c in constraints if isinstance(c, StrOptions) for o in c.options]
+    close = difflib.get_close_matches(value, options, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"The {name!r} parameter of {OWNER} must be an int >= {low}. "
-            f"Got {_describe(value)} of type {type(value).__name__} instead."
-        )
-    if value < low:
-        raise ValueError(
-            f"The {name!r} parameter of {OWNER} must be an int >= {low}. Got {value!r} instead."
-        )
-    return int(value)
+def _check(name: str, value) -> None:
+    constraints = PARAMETER_CONSTRAINTS[name]
+    numeric_only = all(isinstance(c, Interval) or c is None for c in constraints)
+    try:
+        if isinstance(value, bool) and numeric_only:  # True is an int to Python, not to us
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {OWNER} must be a number, not a bool. Got "
+                f"{value!r} instead.")
+        validate_parameter_constraints({name: constraints}, {name: value}, caller_name=OWNER)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{exc}{_hint(value, constraints)}") from None
 
 
 def validate_params(est) -> None:
-    """Check every FairPrunedClassifier parameter; raise on the first bad one."""
-    if not isinstance(est.dense_module, torch.nn.Module):
-        raise TypeError(
-            f"The 'dense_module' parameter of {OWNER} must be a trained torch.nn.Module "
-            f"instance. Got {_describe(est.dense_module)} of type "
-            f"{type(est.dense_module).__name__} instead."
-        )
-    _real(est.sparsity, "sparsity", 0.0, 1.0, closed="left")
-    check_tolerance(est.tolerance, owner=OWNER, allow_none=False)
-    check_choice(est.method, "method", METHODS, owner=OWNER)
-    _int(est.replay_buffer_size, "replay_buffer_size", 0)
-    if not (isinstance(est.dual_lr, str) and est.dual_lr == "auto"):
-        _real(est.dual_lr, "dual_lr", 0.0, math.inf, closed="neither", extra=" or 'auto'")
-    check_choice(est.dual_optimizer, "dual_optimizer", DUAL_OPTIMIZERS, owner=OWNER)
-    if est.max_multiplier_sum is not None:
-        _real(est.max_multiplier_sum, "max_multiplier_sum", 0.0, math.inf, closed="neither",
-              extra=" or None")
-    _real(est.loss_tolerance, "loss_tolerance", 0.0, math.inf, closed="left")
-    check_choice(est.loss_constraint, "loss_constraint", LOSS_CONSTRAINTS, owner=OWNER)
-    if est.epoch_selection is not None:
-        check_choice(est.epoch_selection, "epoch_selection", EPOCH_SELECTIONS, owner=OWNER)
-        if est.train_split is None:
-            raise ValueError(
-                f"The 'epoch_selection' parameter of {OWNER} is {est.epoch_selection!r}, which "
-                "picks an epoch on held-out training data, but 'train_split' is None. Pass "
-                "train_split=skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0)."
-            )
-    check_choice(est.pruning, "pruning", PRUNING_KINDS, owner=OWNER)
-    check_choice(est.pruning_scope, "pruning_scope", SCOPES, owner=OWNER)
-    if isinstance(est.dense_layers, str) or not isinstance(est.dense_layers, Sequence) or not all(
-        isinstance(name, str) for name in est.dense_layers
-    ):
-        raise TypeError(
+    """Check every FairPrunedClassifier parameter; raise on the first bad one.
+
+    Raises :class:`sklearn.utils._param_validation.InvalidParameterError`, a subclass of both
+    ``ValueError`` and ``TypeError``, naming the parameter, what was expected and what came.
+    """
+    check_locator(est.groups)  # first: its message says what a locator may be
+    for name in PARAMETER_CONSTRAINTS:
+        _check(name, getattr(est, name))
+    if not all(isinstance(layer, str) for layer in est.dense_layers):
+        raise InvalidParameterError(
             f"The 'dense_layers' parameter of {OWNER} must be a tuple of layer names or the "
-            f"tokens 'first'/'last' (() prunes every layer). Got {_describe(est.dense_layers)} "
-            "instead."
-        )
-    _int(est.pruning_epochs, "pruning_epochs", 1)
-    _int(est.pruning_frequency, "pruning_frequency", 1)
-    _int(est.max_epochs, "max_epochs", 0)
-    _real(est.lr, "lr", 0.0, math.inf, closed="neither")
-    _int(est.batch_size, "batch_size", 1)
-    if est.lr_milestones is not None:
-        if isinstance(est.lr_milestones, str) or not isinstance(est.lr_milestones, Sequence):
-            raise TypeError(
+            f"tokens 'first'/'last' (() prunes every layer). Got {describe(est.dense_layers)} "
+            "instead.")
+    for value in est.lr_milestones or ():
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+            raise InvalidParameterError(
                 f"The 'lr_milestones' parameter of {OWNER} must be None or a sequence of "
-                f"fractions of all epochs in (0, 1]. Got {_describe(est.lr_milestones)} instead."
-            )
-        for value in est.lr_milestones:
-            _real(value, "lr_milestones", 0.0, 1.0, closed="right")
-    _real(est.lr_gamma, "lr_gamma", 0.0, math.inf, closed="neither")
-    if est.random_state is not None:
-        _int(est.random_state, "random_state", 0)
-    _check_locator(est.groups)
-    if est.mixed_precision is not None:
-        check_choice(est.mixed_precision, "mixed_precision", MIXED_PRECISION, owner=OWNER)
-    memory = est.memory
-    if memory is not None and not isinstance(memory, (str, os.PathLike)) and not hasattr(
-        memory, "cache"
-    ):
-        raise TypeError(
-            f"The 'memory' parameter of {OWNER} must be None, a directory (str or path) or a "
-            f"joblib.Memory. Got {_describe(memory)} instead."
-        )
+                f"fractions of all epochs in (0, 1]. Got {describe(est.lr_milestones)} instead.")
+    if est.epoch_selection is not None and est.train_split is None:
+        raise InvalidParameterError(
+            f"The 'epoch_selection' parameter of {OWNER} is {est.epoch_selection!r}, which "
+            "picks an epoch on held-out training data, but 'train_split' is None. Pass "
+            "train_split=skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
     device = str(est.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'device' parameter of {OWNER} is {device!r}, but CUDA is not available on "
-            "this machine. Use device='cpu'."
-        )
+            "this machine. Use device='cpu'.")
+

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -36,14 +36,14 @@ def check_tolerance(tolerance: Any, *, owner: str = "disparity_report", allow_no
     if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real):
         raise TypeError(
             f"The 'tolerance' parameter of {owner} must be a float >= 0 (a fraction, "
-            f"0.05 = 5 accuracy points). Got {_describe(tolerance)} of type "
+            f"0.05 = 5 accuracy points). Got {describe(tolerance)} of type "
             f"{type(tolerance).__name__} instead."
         )
     value = float(tolerance)
     if math.isnan(value) or math.isinf(value) or value < 0:
         raise ValueError(
             f"The 'tolerance' parameter of {owner} must be a finite float >= 0 (a fraction, "
-            f"0.05 = 5 accuracy points). Got {_describe(tolerance)} instead."
+            f"0.05 = 5 accuracy points). Got {describe(tolerance)} instead."
         )
     return value
 
@@ -59,7 +59,7 @@ def check_choice(value: Any, name: str, options: Sequence[str], *, owner: str) -
             hint = f" Did you mean {close[0]!r}?"
     raise ValueError(
         f"The {name!r} parameter of {owner} must be one of "
-        f"{', '.join(repr(o) for o in options)}. Got {_describe(value)} instead.{hint}"
+        f"{', '.join(repr(o) for o in options)}. Got {describe(value)} instead.{hint}"
     )
 
 

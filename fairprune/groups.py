@@ -21,7 +21,15 @@ import pandas as pd
 
 from ._validation import check_label_array
 
-__all__ = ["GroupEncoder", "GroupLocator", "by_target", "drop_group_columns", "locate_groups"]
+__all__ = [
+    "GroupEncoder",
+    "GroupLocator",
+    "by_target",
+    "check_locator",
+    "drop_group_columns",
+    "encode_groups",
+    "locate_groups",
+]
 
 GroupLocator = Union[None, str, list, tuple, Callable[[Any, Any], Any]]
 
@@ -82,7 +90,7 @@ def _column(X: Any, name: str) -> np.ndarray:
     return column.reshape(len(column), -1)[:, 0] if column.ndim > 1 else column
 
 
-def _check_locator(locator: Any) -> None:
+def check_locator(locator: Any) -> None:
     if locator is None or callable(locator) or isinstance(locator, str):
         return
     if isinstance(locator, (list, tuple)) and locator and all(isinstance(c, str) for c in locator):
@@ -120,7 +128,7 @@ def locate_groups(locator: GroupLocator, X: Any, y: Any = None) -> np.ndarray | 
     >>> locate_groups(["race", "sex"], X).tolist()
     [('a', 'f'), ('b', 'm')]
     """
-    _check_locator(locator)
+    check_locator(locator)
     if locator is None:
         return None
     if isinstance(locator, str):
@@ -152,8 +160,10 @@ def drop_group_columns(locator: GroupLocator, X: Any) -> Any:
 class GroupEncoder:
     """Encode arbitrary hashable group labels as integers ``0 .. n_groups - 1``.
 
-    Labels are sorted when they are mutually comparable (strings, numbers, tuples of those),
-    else kept in order of first appearance. Pandas categoricals keep their categories' order
+    The one encoding of the library: the estimator, the metrics and the reports all use it,
+    so a group has the same code and the same row order everywhere. Labels are sorted when
+    they are mutually comparable (strings, numbers, tuples of those), else kept in order of
+    first appearance. Pandas categoricals (ordered or not) keep their categories' order,
     restricted to the categories present.
 
     Attributes
@@ -169,20 +179,19 @@ class GroupEncoder:
     """
 
     def fit(self, labels: Any) -> "GroupEncoder":
-        if isinstance(labels, pd.Series) and isinstance(labels.dtype, pd.CategoricalDtype):
-            present = set(labels.dropna().unique())
-            uniques = [c for c in labels.cat.categories if c in present]
-            check_label_array(labels, "groups")
+        categories = _categories(labels)
+        array = check_label_array(labels, "groups")
+        uniques = list(pd.unique(pd.Series(array, dtype=object)))
+        if categories is not None:
+            present = set(uniques)
+            uniques = [c for c in categories if c in present]
         else:
-            array = check_label_array(labels, "groups")
-            uniques = list(pd.unique(pd.Series(array, dtype=object)))
             try:
                 uniques = sorted(uniques)
-            except TypeError:
+            except TypeError:  # labels of mixed, incomparable types
                 pass
         self.classes_ = np.empty(len(uniques), dtype=object)
         self.classes_[:] = uniques
-        self._lookup = {label: code for code, label in enumerate(uniques)}
         return self
 
     @property
@@ -192,7 +201,9 @@ class GroupEncoder:
     def transform(self, labels: Any, *, unseen: str = "error") -> np.ndarray:
         """Codes of ``labels``; unseen labels raise (``unseen="error"``) or get -1."""
         array = check_label_array(labels, "groups")
-        codes = np.fromiter((self._lookup.get(v, -1) for v in array), np.int64, len(array))
+        index = pd.Index(self.classes_, dtype=object, tupleize_cols=False)
+        codes = index.get_indexer(pd.Index(array, dtype=object, tupleize_cols=False))
+        codes = codes.astype(np.int64)
         if unseen == "error" and (codes < 0).any():
             missing = sorted({repr(v) for v in array[codes < 0]})[:5]
             raise ValueError(
@@ -203,3 +214,20 @@ class GroupEncoder:
 
     def fit_transform(self, labels: Any) -> np.ndarray:
         return self.fit(labels).transform(labels)
+
+
+def _categories(labels: Any) -> list | None:
+    """The categories of a pandas categorical input, else None."""
+    if isinstance(labels, pd.Series) and isinstance(labels.dtype, pd.CategoricalDtype):
+        return list(labels.cat.categories)
+    if isinstance(labels, pd.Categorical):
+        return list(labels.categories)
+    return None
+
+
+def encode_groups(groups: Any) -> tuple[pd.Index, np.ndarray]:
+    """Group labels as ``(index, codes)``: the labels in code order (a ``pandas.Index`` named
+    "group") and the code of every sample, with :class:`GroupEncoder`'s ordering."""
+    encoder = GroupEncoder()
+    codes = encoder.fit_transform(groups)
+    return pd.Index(encoder.classes_, dtype=object, tupleize_cols=False, name="group"), codes

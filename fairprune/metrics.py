@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import check_label_array, check_same_length, check_vector
+from ._validation import check_same_length, check_vector
+from .groups import encode_groups
 
 __all__ = [
     "accuracy_gaps",
@@ -30,38 +31,31 @@ __all__ = [
 ]
 
 
-def _group_index(groups: np.ndarray) -> tuple[pd.Index, np.ndarray]:
-    """Encode group labels; labels are sorted when they are mutually comparable."""
-    codes, uniques = pd.factorize(pd.Series(groups, dtype=object), sort=False)
-    try:
-        order = np.argsort(np.asarray(uniques, dtype=object), kind="stable")
-        # argsort on object arrays compares the labels; a TypeError means mixed types
-    except TypeError:
-        order = np.arange(len(uniques))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    labels = pd.Index(np.asarray(uniques, dtype=object)[order], tupleize_cols=False, name="group")
-    return labels, rank[codes]
-
-
-def _correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+def correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """1.0 where ``y_pred`` equals ``y_true``, else 0.0."""
     return (y_true == y_pred).astype(np.float64)
 
 
-def _per_group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+def per_group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean of ``values`` within each group code ``0 .. n_groups - 1``."""
     counts = np.bincount(codes, minlength=n_groups)
     return np.bincount(codes, weights=values, minlength=n_groups) / counts
 
 
-def _checked(y_true, y_pred_dense, y_pred_sparse, groups):
+def checked_predictions(y_true, y_pred_dense, y_pred_sparse, groups):
+    """Validated inputs of a disparity metric: ``(y_true, dense, sparse, labels, codes)``.
+
+    ``labels`` is the group index (:func:`fairprune.groups.encode_groups`, the encoding the
+    estimator uses) and ``codes`` the group code of every sample.
+    """
     y_true = check_vector(y_true, "y_true")
     dense = check_vector(y_pred_dense, "y_pred_dense")
     sparse = check_vector(y_pred_sparse, "y_pred_sparse")
-    groups = check_label_array(groups, "groups")
+    labels, codes = encode_groups(groups)
     check_same_length(
-        [("y_true", y_true), ("y_pred_dense", dense), ("y_pred_sparse", sparse), ("groups", groups)]
+        [("y_true", y_true), ("y_pred_dense", dense), ("y_pred_sparse", sparse), ("groups", codes)]
     )
-    return y_true, dense, sparse, groups
+    return y_true, dense, sparse, labels, codes
 
 
 def group_accuracy(y_true: Any, y_pred: Any, groups: Any) -> pd.Series:
@@ -89,18 +83,17 @@ def group_accuracy(y_true: Any, y_pred: Any, groups: Any) -> pd.Series:
     """
     y_true = check_vector(y_true, "y_true")
     y_pred = check_vector(y_pred, "y_pred")
-    groups = check_label_array(groups, "groups")
-    check_same_length([("y_true", y_true), ("y_pred", y_pred), ("groups", groups)])
-    labels, codes = _group_index(groups)
-    values = _per_group_mean(_correct(y_true, y_pred), codes, len(labels))
+    labels, codes = encode_groups(groups)
+    check_same_length([("y_true", y_true), ("y_pred", y_pred), ("groups", codes)])
+    values = per_group_mean(correct(y_true, y_pred), codes, len(labels))
     return pd.Series(values, index=labels, name="accuracy")
 
 
 def _gaps(y_true, y_pred_dense, y_pred_sparse, groups) -> tuple[pd.Series, float]:
-    y_true, dense, sparse, groups = _checked(y_true, y_pred_dense, y_pred_sparse, groups)
-    labels, codes = _group_index(groups)
-    diff = _correct(y_true, dense) - _correct(y_true, sparse)
-    per_group = _per_group_mean(diff, codes, len(labels))
+    y_true, dense, sparse, labels, codes = checked_predictions(
+        y_true, y_pred_dense, y_pred_sparse, groups)
+    diff = correct(y_true, dense) - correct(y_true, sparse)
+    per_group = per_group_mean(diff, codes, len(labels))
     return pd.Series(per_group, index=labels, name="accuracy_gap"), float(diff.mean())
 
 
@@ -137,10 +130,8 @@ def excess_accuracy_gaps(
 
     Parameters
     ----------
-    y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
-        True labels and the dense and sparse models' predictions.
-    groups : array-like of shape (n_samples,)
-        Group label of every sample.
+    y_true, y_pred_dense, y_pred_sparse, groups : array-like of shape (n_samples,)
+        As in :func:`accuracy_gaps`.
 
     Returns
     -------

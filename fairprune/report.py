@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_tolerance
-from .metrics import _checked, _correct, _group_index, _per_group_mean
+from .metrics import checked_predictions, correct, per_group_mean
 
 __all__ = ["REPORT_COLUMNS", "disparity_report", "plot_disparity"]
 
@@ -35,10 +35,8 @@ def disparity_report(
 
     Parameters
     ----------
-    y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
-        True labels and the dense and sparse models' predictions.
-    groups : array-like of shape (n_samples,)
-        Group label of every sample.
+    y_true, y_pred_dense, y_pred_sparse, groups : array-like of shape (n_samples,)
+        True labels, the dense and sparse models' predictions, each sample's group label.
     tolerance : float, optional
         ε; when given, ``violates`` marks the groups with ``ψ_g > ε``.
 
@@ -63,13 +61,13 @@ def disparity_report(
     (0.5, 0.25)
     """
     tolerance = check_tolerance(tolerance, owner="disparity_report")
-    y_true, dense, sparse, groups = _checked(y_true, y_pred_dense, y_pred_sparse, groups)
-    labels, codes = _group_index(groups)
+    y_true, dense, sparse, labels, codes = checked_predictions(
+        y_true, y_pred_dense, y_pred_sparse, groups)
     n_groups = len(labels)
     n = np.bincount(codes, minlength=n_groups)
-    dense_ok, sparse_ok = _correct(y_true, dense), _correct(y_true, sparse)
-    dense_acc = _per_group_mean(dense_ok, codes, n_groups)
-    sparse_acc = _per_group_mean(sparse_ok, codes, n_groups)
+    dense_ok, sparse_ok = correct(y_true, dense), correct(y_true, sparse)
+    dense_acc = per_group_mean(dense_ok, codes, n_groups)
+    sparse_acc = per_group_mean(sparse_ok, codes, n_groups)
     gaps = dense_acc - sparse_acc
     overall = float(dense_ok.mean() - sparse_ok.mean())
     excess = gaps - overall

@@ -8,11 +8,10 @@ from fairprune.constraints import (
     CEAGProblem,
     EqualizedLossProblem,
     FairnessState,
-    FineTuningEngine,
     NaiveFineTuning,
     StepInputs,
-    make_dual_optimizer,
 )
+from fairprune.training import FineTuningEngine, make_dual_optimizer
 
 
 def reference_state(num_groups=3, buffer_size=0, constrained=True):
@@ -127,7 +126,7 @@ def forbid_host_sync():
 def test_engine_step_has_no_host_sync_and_updates(problem_cls, dual, monkeypatch):
     # the group-id range check reads values only for CPU tensors (no device sync there);
     # switch it off to see the step as it runs on a GPU
-    monkeypatch.setattr("fairprune.constraints.engine.check_group_ids", lambda ids, n: None)
+    monkeypatch.setattr("fairprune.training.engine.check_group_ids", lambda ids, n: None)
     model, state, engine = tiny_engine(problem_cls, dual=dual)
     guard = forbid_host_sync if dual == "sgd" else contextlib.nullcontext
     x, y, g = torch.randn(12, 4), torch.randint(0, 3, (12,)), torch.arange(12) % 3
@@ -200,7 +199,7 @@ def test_multiplier_sum_is_projected_without_sync():
 def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
     """The engine writes the strict violations into the multipliers' gradients instead of
     differentiating Cooper's dual Lagrangian: both must agree."""
-    from fairprune.constraints.engine import set_dual_gradients
+    from fairprune.training.engine import set_dual_gradients
 
     for problem_cls, buffer_size in [(CEAGProblem, 0), (CEAGProblem, 2), (EqualizedLossProblem, 2)]:
         state = reference_state(buffer_size=buffer_size)
@@ -220,7 +219,7 @@ def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
 
 
 def test_gradient_ascent_is_sgd_maximize_bit_for_bit():
-    from fairprune.constraints import GradientAscent
+    from fairprune.training import GradientAscent
 
     a, b = (nn.Parameter(torch.tensor([0.3, 0.0, 1.7])) for _ in range(2))
     ours, reference = GradientAscent([a], lr=0.37), torch.optim.SGD([b], lr=0.37, maximize=True)

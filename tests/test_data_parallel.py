@@ -21,9 +21,8 @@ from fairprune.constraints import (
     CEAGProblem,
     EqualizedLossProblem,
     FairnessState,
-    FineTuningEngine,
-    make_dual_optimizer,
 )
+from fairprune.training import FineTuningEngine, make_dual_optimizer
 from fairprune.constraints import distributed as fp_dist
 
 N_GROUPS, N_FEATURES, N_CLASSES, N_SAMPLES, BATCH = 4, 6, 3, 256, 32

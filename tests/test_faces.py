@@ -221,7 +221,7 @@ def test_auto_dual_step_scales_with_the_fine_tuning_schedule(digits, digits_dens
         steps[epochs] = clf.dual_lr_
     per_epoch = int(np.ceil(len(X) / 128))
     assert steps[2] == pytest.approx(4 * steps[8])
-    from fairprune.estimator import AUTO_DUAL_STEP
+    from fairprune.training import AUTO_DUAL_STEP
 
     assert steps[8] == pytest.approx(AUTO_DUAL_STEP / (10 * per_epoch * 8))
 

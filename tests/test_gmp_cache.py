@@ -10,7 +10,7 @@ from joblib import Memory
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from fairprune import FairPrunedClassifier
-from fairprune._gmp_cache import gmp_key
+from fairprune.training.gmp_cache import gmp_key
 from fairprune.groups import by_target
 from fairprune.scorers import neg_max_excess_gap_scorer, neg_pairwise_disparity_scorer
 

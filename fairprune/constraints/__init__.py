@@ -1,9 +1,9 @@
-"""Constrained fine-tuning: replay buffers, CEAG, equalized loss and NFT on Cooper.
+"""Fairness problems on Cooper: replay buffers, CEAG, equalized loss and NFT.
 
-Plain PyTorch + cooper-optim, independent of skorch: usable in a hand-written training loop.
+Plain PyTorch + cooper-optim, independent of skorch and of :mod:`fairprune.pruning`. The
+training step that drives these problems is :class:`fairprune.training.FineTuningEngine`.
 """
 
-from .engine import FineTuningEngine, GradientAscent, make_dual_optimizer
 from .problems import (
     CEAGProblem,
     EqualizedLossProblem,
@@ -23,13 +23,10 @@ __all__ = [
     "EqualizedLossProblem",
     "FairnessProblem",
     "FairnessState",
-    "FineTuningEngine",
-    "GradientAscent",
     "NaiveFineTuning",
     "ReplayBuffer",
     "SignedEqualizedLossProblem",
     "StepInputs",
     "batch_group_stats",
-    "make_dual_optimizer",
     "project_capped_simplex",
 ]

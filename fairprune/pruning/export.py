@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .layers import PRUNABLE_TYPES
-from .masks import MaskSet, _dependency_graph, _root_handler
+from .masks import MaskSet, dependency_graph, root_handler
 
 __all__ = ["count_flops", "export_module", "sparsity_table"]
 
@@ -30,11 +30,11 @@ def export_module(module: nn.Module, masks: MaskSet) -> nn.Module:
             raise ValueError("A channel plan needs example_input_shape to trace the module.")
         device = next(exported.parameters()).device
         example = torch.zeros((2, *masks.example_input_shape), device=device)
-        graph = _dependency_graph(exported, example)
+        graph = dependency_graph(exported, example)
         layers = dict(exported.named_modules())
         for root_name, idxs in masks.channel_plan:
             root = layers[root_name]
-            graph.get_pruning_group(root, _root_handler(root), list(idxs)).prune()
+            graph.get_pruning_group(root, root_handler(root), list(idxs)).prune()
     for param in exported.parameters():
         param.requires_grad_(True)
     return exported

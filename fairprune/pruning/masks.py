@@ -187,7 +187,7 @@ def magnitude_masks(
     raise ValueError(f"The 'pruning_scope' must be 'layerwise' or 'global'; got {scope!r}.")
 
 
-def _dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
+def dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
     import torch_pruning as tp
 
     was_training = module.training
@@ -200,7 +200,7 @@ def _dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
     return graph
 
 
-def _root_handler(layer: nn.Module):
+def root_handler(layer: nn.Module):
     import torch_pruning as tp
 
     if isinstance(layer, nn.Linear):
@@ -235,7 +235,7 @@ def channel_masks(
 
     if check_sparsity(fraction, "fraction") == 0:
         return {}, []
-    graph = _dependency_graph(module, example_inputs)
+    graph = dependency_graph(module, example_inputs)
     name_of = {layer: name for name, layer in module.named_modules()}
     selected = set(layer_names)
     ignored = [
@@ -254,7 +254,7 @@ def channel_masks(
             continue
         idxs = torch.argsort(scores.float().cpu(), stable=True)[:n_pruned].tolist()
         plan.append((name_of[root], sorted(idxs)))
-        pruning_group = graph.get_pruning_group(root, _root_handler(root), idxs)
+        pruning_group = graph.get_pruning_group(root, root_handler(root), idxs)
         for item in pruning_group:
             layer, rows = item.dep.target.module, item.idxs
             if item.dep.handler.__name__ != "prune_out_channels" or layer not in name_of:

@@ -1,4 +1,7 @@
-"""One training step shared by NFT, EL and CEAG: only the problem object differs."""
+"""One training step shared by NFT, EL and CEAG: only the problem object differs.
+
+Plain PyTorch and cooper-optim (no skorch): usable in a hand-written training loop.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from torch import nn
 
 import cooper
 
+from ..constraints.problems import FairnessProblem, StepInputs
 from ..pruning.masks import MaskSet
-from .problems import FairnessProblem, StepInputs
 
 __all__ = ["FineTuningEngine", "GradientAscent", "check_group_ids", "make_dual_optimizer", "set_dual_gradients"]
 
@@ -112,8 +115,10 @@ class FineTuningEngine:
     masks : MaskSet, optional
         Masks re-applied after every primal step.
     max_multiplier_sum : float or None, default=1.0
-        After every dual step the multipliers are scaled so that ``Σ λ_g <= max_multiplier_sum``
-        (see :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded.
+        After every dual step the multipliers are projected onto
+        ``{λ >= 0, Σ λ_g <= max_multiplier_sum}`` (see
+        :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded, as the paper
+        and :class:`~fairprune.FairPrunedClassifier` (which always passes its own value) do.
     grad_scaler : torch.amp.GradScaler, optional
         Loss scaling of the primal step for float16 autocast. Gradients are unscaled before
         ``on_grad`` (gradient clipping sees true values); a step with inf/NaN gradients is

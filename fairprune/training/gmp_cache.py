@@ -24,7 +24,7 @@ import torch
 from sklearn.utils.validation import check_memory
 from skorch.history import History
 
-from .callbacks import lr_at_epoch
+from .phases import lr_at_epoch
 
 __all__ = ["AFTER_PRUNING", "gmp_key", "run_or_load_gmp"]
 
@@ -52,7 +52,7 @@ def _module_digest(module: torch.nn.Module) -> str:
 
 def gmp_key(net, X, y, fit_params: dict) -> str:
     """Hex digest of everything the GMP phase of ``net.fit(X, y)`` depends on."""
-    from . import __version__
+    from .. import __version__
 
     params = {
         name: value
@@ -94,7 +94,7 @@ def _capture(net) -> dict:
 
 def _gmp_phase(key: str, net, X, y, fit_params: dict) -> dict:
     """Run the GMP epochs on ``net`` and return its state (``key`` names the result)."""
-    net._run_epochs(X, y, net.pruning_epochs, fit_params)
+    net.run_epochs(X, y, net.pruning_epochs, fit_params)
     return _capture(net)
 
 

@@ -1,0 +1,59 @@
+"""Stop on a non-finite training loss and put the last good state back."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+from skorch.callbacks import Callback
+
+__all__ = ["NonFiniteLossGuard"]
+
+
+class NonFiniteLossGuard(Callback):
+    """Stop training on a NaN/inf training loss, keeping the last good weights.
+
+    The check reads the loss value skorch already moved to the host for its history, so it
+    adds no synchronisation. Weights, fairness state and optimizer state are copied at the
+    start of every epoch and restored on failure; the error names the epoch and batch.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        self.snapshot_ = None
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.snapshot_ = {
+            "module": copy.deepcopy(net.module_.state_dict()),
+            "fairness": copy.deepcopy(net.fairness_.state_dict()),
+            "optimizer": copy.deepcopy(net.optimizer_.state_dict()),
+        }
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        batches = net.history[-1]["batches"]
+        loss = batches[-1].get("train_loss")
+        if loss is not None and not math.isfinite(loss):
+            epoch, batch_index = len(net.history), len(batches)
+            self.restore_(net)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                raise FloatingPointError(
+                    f"The training loss became {loss} at epoch {epoch}, batch {batch_index} "
+                    "(1-based). Training stopped; the weights of the end of the previous "
+                    "epoch were restored. Lower 'lr', check the inputs for NaN/inf, or "
+                    "clip gradients (skorch.callbacks.GradientNormClipping)."
+                )
+
+    def on_train_end(self, net, **kwargs):
+        self.snapshot_ = None
+
+    def restore_(self, net) -> None:
+        """Put back the state of the start of the epoch (and drop the copy)."""
+        snapshot, self.snapshot_ = getattr(self, "snapshot_", None), None
+        if snapshot is None:
+            return
+        net.module_.load_state_dict(snapshot["module"])
+        net.fairness_.load_state_dict(snapshot["fairness"])
+        net.optimizer_.load_state_dict(snapshot["optimizer"])

@@ -1,0 +1,45 @@
+"""Per-epoch fairness diagnostics in the skorch history."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skorch.callbacks import Callback
+
+from ..training.phases import current_epoch, phase_of
+
+__all__ = ["FairnessLogger"]
+
+
+class FairnessLogger(Callback):
+    """Record per-epoch fairness diagnostics in the history.
+
+    Keys: ``phase`` ("gmp" or the method), ``train_acc`` (accuracy of the epoch's training
+    predictions), ``train_eag`` (ψ_g per group, NaN for a group not seen in the epoch),
+    ``train_max_eag`` (max ψ_g) and ``train_psi_pw`` (Ψ_PW) of the epoch's training
+    predictions against the dense model's training accuracy, ``multipliers`` (one float per
+    group, JSON-serialisable), ``max_multiplier`` and ``n_violated`` (groups with ψ_g > ε in
+    the epoch). One host synchronisation per epoch.
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.fairness_.reset_epoch()
+
+    def on_epoch_end(self, net, **kwargs):
+        state = net.fairness_
+        correct, count = state.epoch_totals()
+        net.history.record("phase", phase_of(net, current_epoch(net)))
+        net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
+        psi = state.epoch_excess_gaps().cpu().numpy()  # NaN for groups not seen this epoch
+        seen = ~np.isnan(psi)
+        net.history.record("train_eag", [round(float(v), 6) for v in psi])
+        net.history.record("train_max_eag", float(psi[seen].max()) if seen.any() else math.nan)
+        # ψ_g = Δ_g − Δ with one Δ for all groups, so max ψ − min ψ = max Δ − min Δ = Ψ_PW
+        net.history.record(
+            "train_psi_pw", float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan
+        )
+        multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
+        net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
+        net.history.record("max_multiplier", float(multipliers.max()))
+        net.history.record("n_violated", int(np.nansum(psi > net.tolerance)))

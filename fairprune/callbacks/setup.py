@@ -1,0 +1,74 @@
+"""Everything a fresh fit sets up once it knows its data: dense reference, fairness state,
+layers to prune, loss scaling and the multipliers' step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from skorch.utils import to_tensor
+
+from .._data import FEATURES_KEY, GROUPS_KEY, iter_logits
+from ..pruning import MaskSet, prunable_layers
+from ..training.engine import make_dual_optimizer
+from ..training.methods import auto_dual_lr, make_fairness_state
+from ..training.precision import make_grad_scaler
+
+__all__ = ["FairnessSetup", "per_sample_evaluation"]
+
+
+def per_sample_evaluation(net, module: torch.nn.Module, dataset):
+    """Per-sample loss, correctness and group codes of ``module`` on a packed dataset."""
+    losses, correct, groups = [], [], []
+    for logits, Xi, yi in iter_logits(net, module, dataset):
+        yi = to_tensor(yi, device=net.device)
+        losses.append(net.criterion_(logits, yi).float())
+        correct.append((logits.argmax(dim=1) == yi).float())
+        groups.append(to_tensor(Xi[GROUPS_KEY], device=net.device).long())
+    return torch.cat(losses), torch.cat(correct), torch.cat(groups)
+
+
+class FairnessSetup(Callback):
+    """At the start of a new fit (not when a fit continues): measure the dense reference on the
+    training split once, build the fairness state (multipliers, replay buffers), find the
+    prunable layers, and choose the multipliers' step (``dual_lr_``) and optimizer.
+
+    Runs first among the callbacks, so that ``LoadInitState`` can load a checkpoint into the
+    state it builds.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if net.fairness_ is not None:
+            return
+        dataset_train, _ = net.get_split_datasets(X, y)
+        n_groups = net.group_encoder_.n_groups
+        state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device)
+        state.reference.fill(*per_sample_evaluation(net, net.dense_module_, dataset_train))
+        masks = MaskSet()
+        masks.target_sparsity = 0.0
+        net.set_fairness_state_(state, masks)
+        net.prunable_layers_ = prunable_layers(net.module_, tuple(net.dense_layers))
+        if net.pruning == "channel":
+            net.example_input_ = self.example_input(net, dataset_train)
+        net.grad_scaler_ = make_grad_scaler(net.mixed_precision, net.device)
+        steps_per_epoch = max(1, math.ceil(len(dataset_train) / net.batch_size))
+        net.dual_lr_ = auto_dual_lr(net.dual_lr, net.method, n_groups, steps_per_epoch,
+                                    net.max_epochs)
+        if state.multiplier is not None:
+            net.set_dual_optimizer_(make_dual_optimizer(
+                net.dual_optimizer, state.multiplier.parameters(), net.dual_lr_))
+
+    @staticmethod
+    def example_input(net, dataset) -> torch.Tensor:
+        """Two copies of the first sample: what channel pruning traces the module with."""
+        first = dataset[0][0] if len(dataset) else None
+        x = first[FEATURES_KEY] if isinstance(first, Mapping) and FEATURES_KEY in first else None
+        if x is None or not hasattr(x, "shape"):
+            raise ValueError(
+                "pruning='channel' needs array inputs X (one tensor per sample) to trace "
+                "the module's channel dependencies."
+            )
+        return to_tensor(np.stack([np.asarray(x)] * 2), device=net.device)

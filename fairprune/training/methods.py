@@ -1,0 +1,66 @@
+"""From the estimator's parameters to a fairness problem, its state and its dual step.
+
+The method decides only which :mod:`fairprune.constraints` problem the shared training step
+drives; GMP epochs always run plain fine-tuning (the paper switches the constraints on once
+the target sparsity is reached).
+"""
+
+from __future__ import annotations
+
+from ..constraints.problems import CEAGProblem, EqualizedLossProblem, FairnessProblem
+from ..constraints.problems import FairnessState, NaiveFineTuning, SignedEqualizedLossProblem
+from .phases import GMP
+
+__all__ = [
+    "AUTO_DUAL_STEP",
+    "AUTO_DUAL_STEP_EL",
+    "METHODS",
+    "auto_dual_lr",
+    "is_constrained",
+    "make_fairness_state",
+    "make_problem",
+]
+
+#: The fine-tuning methods, in the order the docs list them.
+METHODS = ("ceag", "equalized_loss", "nft")
+
+#: ``dual_lr="auto"`` for CEAG is ``AUTO_DUAL_STEP / (n_groups · fine-tuning steps)``: over the
+#: fine-tuning phase a multiplier facing a steady violation ``v`` gathers at most
+#: ``AUTO_DUAL_STEP · v / n_groups``, whatever the schedule's length (ablation in the docs).
+AUTO_DUAL_STEP = 100.0
+#: The same for equalized loss, whose loss-gap violations rarely vanish.
+AUTO_DUAL_STEP_EL = 10.0
+
+
+def is_constrained(method: str) -> bool:
+    """Whether ``method`` has Lagrange multipliers (everything but NFT)."""
+    return method != "nft"
+
+
+def auto_dual_lr(dual_lr, method: str, n_groups: int, steps_per_epoch: int,
+                 fine_tuning_epochs: int) -> float:
+    """The multipliers' step: ``dual_lr`` itself, or the automatic step for ``"auto"``."""
+    if dual_lr != "auto":
+        return float(dual_lr)
+    scale = AUTO_DUAL_STEP_EL if method == "equalized_loss" else AUTO_DUAL_STEP
+    return scale / (n_groups * steps_per_epoch * max(1, fine_tuning_epochs))
+
+
+def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
+                        device) -> FairnessState:
+    """Multipliers (constrained methods), replay buffers and the dense reference."""
+    constrained = is_constrained(method)
+    buffer_size = replay_buffer_size if constrained else 0
+    return FairnessState(n_groups, buffer_size, constrained, device)
+
+
+def make_problem(phase: str, state: FairnessState, *, tolerance: float,
+                 loss_tolerance: float, loss_constraint: str) -> FairnessProblem:
+    """The problem the training step drives in ``phase`` (``"gmp"`` or a method name)."""
+    if phase in (GMP, "nft"):
+        return NaiveFineTuning(state, tolerance)
+    if phase == "ceag":
+        return CEAGProblem(state, tolerance)
+    if loss_constraint == "equality":
+        return SignedEqualizedLossProblem(state)
+    return EqualizedLossProblem(state, loss_tolerance)

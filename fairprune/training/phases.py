@@ -1,0 +1,77 @@
+"""Which phase an epoch is in: the one place that knows the schedule.
+
+A fit runs ``pruning_epochs`` epochs of gradual magnitude pruning (GMP, plain fine-tuning
+while the sparsity ramps up), then ``max_epochs`` epochs of fine-tuning with the chosen
+method. Epochs are numbered from 0 across both phases; the learning-rate milestones are
+fractions of all of them (the paper's schedule). Every callback, the training step and the
+GMP cache ask this module instead of comparing epoch numbers themselves.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GMP",
+    "current_epoch",
+    "epochs_to_run",
+    "includes_whole_gmp_phase",
+    "is_fine_tuning_epoch",
+    "is_pruning_epoch",
+    "lr_at_epoch",
+    "lr_milestone_epochs",
+    "phase_of",
+    "total_epochs",
+]
+
+#: Name of the pruning phase (the fine-tuning phase is named after the method).
+GMP = "gmp"
+
+
+def total_epochs(net) -> int:
+    """Pruning plus fine-tuning epochs of one fit."""
+    return net.pruning_epochs + net.max_epochs
+
+
+def current_epoch(net) -> int:
+    """0-based number of the epoch in progress (skorch has already added its history row)."""
+    return len(net.history) - 1
+
+
+def is_pruning_epoch(net, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) belongs to the GMP phase."""
+    return epoch < net.pruning_epochs
+
+
+def is_fine_tuning_epoch(net, epoch: int) -> bool:
+    """Whether ``epoch`` (0-based) comes after the GMP phase (the model is fully sparse)."""
+    return not is_pruning_epoch(net, epoch)
+
+
+def phase_of(net, epoch: int) -> str:
+    """``"gmp"`` during the pruning epochs, then the method's name."""
+    return GMP if is_pruning_epoch(net, epoch) else net.method
+
+
+def epochs_to_run(net) -> int:
+    """Epochs a call to ``fit`` still runs: all of them for a fresh model, the rest after
+    resuming from a checkpoint; a finished model trains ``max_epochs`` more."""
+    total, done = total_epochs(net), len(net.history)
+    return total - done if done < total else net.max_epochs
+
+
+def includes_whole_gmp_phase(net, epochs: int) -> bool:
+    """Whether running ``epochs`` epochs from here covers the whole GMP phase (a fresh fit
+    that reaches fine-tuning): only then can the GMP cache stand in for those epochs."""
+    return not len(net.history) and epochs >= net.pruning_epochs
+
+
+def lr_milestone_epochs(net) -> list[int]:
+    """The learning-rate milestones as 0-based epoch numbers (sorted, repeats kept)."""
+    total = total_epochs(net)
+    return sorted(round(m * total) for m in (net.lr_milestones or ()))
+
+
+def lr_at_epoch(net, epoch: int) -> float:
+    """Learning rate of ``epoch`` (0-based): ``net.lr`` decayed by ``net.lr_gamma`` at each
+    milestone already passed."""
+    passed = sum(epoch >= m for m in lr_milestone_epochs(net))
+    return net.lr * net.lr_gamma**passed
