@@ -109,6 +109,17 @@ def validate_params(est) -> None:
             f"The 'epoch_selection' parameter of {OWNER} is {est.epoch_selection!r}, which "
             "picks an epoch on held-out training data, but 'train_split' is None. Pass "
             "train_split=skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
+    if not any(p.requires_grad for p in est.dense_module.parameters()):
+        raise InvalidParameterError(
+            f"The 'dense_module' parameter of {OWNER} has no trainable parameters (none, or "
+            "all with requires_grad=False): there is nothing to prune or fine-tune. Unfreeze "
+            "the layers to prune (param.requires_grad_(True)).")
+    try:
+        torch.device(est.device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidParameterError(
+            f"The 'device' parameter of {OWNER} must be a torch device such as 'cpu', 'cuda', "
+            f"'cuda:0' or 'mps'. Got {describe(est.device)} instead.") from None
     device = str(est.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidParameterError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,8 +78,17 @@ def check_vector(values: Any, name: str) -> np.ndarray:
         array = values.iloc[:, 0].to_numpy()
     elif hasattr(values, "detach") and hasattr(values, "cpu"):  # torch.Tensor
         array = values.detach().cpu().numpy()
+    elif isinstance(values, Mapping):
+        raise TypeError(
+            f"{name!r} must be an array-like with one value per sample; got a "
+            f"{type(values).__name__} (a mapping).")
     else:
-        array = np.asarray(values, dtype=object if _has_tuples(values) else None)
+        try:
+            array = np.asarray(values, dtype=object if _has_tuples(values) else None)
+        except ValueError as exc:  # ragged nested sequences
+            raise ValueError(
+                f"{name!r} must be 1-dimensional, one value per sample; got a ragged nested "
+                f"sequence ({exc}).") from None
     if array.ndim == 2 and array.shape[1] == 1 and name != "groups":
         raise ValueError(
             f"{name!r} must be 1-dimensional, one value per sample. Got shape "
@@ -111,6 +120,15 @@ def check_label_array(values: Any, name: str = "groups") -> np.ndarray:
     missing = pd.isna(array) if array.dtype != object else np.array(
         [_is_missing(v) for v in array], dtype=bool
     )
+    if array.dtype == object:
+        for position, value in enumerate(array):
+            try:
+                hash(value)
+            except TypeError:
+                raise TypeError(
+                    f"{name!r} must hold hashable labels (str, int, tuple ...); the label at "
+                    f"position {position} is a {type(value).__name__}: {describe(value)}."
+                ) from None
     if missing.any():
         first = int(np.flatnonzero(missing)[0])
         raise ValueError(

@@ -11,7 +11,8 @@ import torch
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
-from ._data import GROUPS_KEY, check_features, forward, prepare_fit_data, resolve_groups
+from ._data import GROUPS_KEY, check_features, check_targets, forward, prepare_fit_data
+from ._data import resolve_groups
 from ._params import validate_params
 from .callbacks import default_callbacks
 from .paper import paper_defaults
@@ -218,11 +219,8 @@ class FairPrunedClassifier(FineTuningNet):
 
     @staticmethod
     def paper_defaults(dataset: str = "utkface") -> dict:
-        """The paper's hyperparameters for ``dataset`` (see :func:`fairprune.paper.paper_defaults`).
-
-        ``FairPrunedClassifier(dense, sparsity=0.9, **FairPrunedClassifier.paper_defaults())``
-        runs the paper's UTKFace configuration.
-        """
+        """The paper's hyperparameters for ``dataset`` (:func:`fairprune.paper.paper_defaults`):
+        ``FairPrunedClassifier(dense, sparsity=0.9, **FairPrunedClassifier.paper_defaults())``."""
         return paper_defaults(dataset)
 
     @property
@@ -249,9 +247,10 @@ class FairPrunedClassifier(FineTuningNet):
         self
         """
         validate_params(self)
-        if not self.warm_start or not self.initialized_:
-            self.initialize()
-        return self._train(X, y, groups, fit_params)
+        with self.kept_if_no_epoch_runs():  # bad data on a refit leaves the fitted model
+            if not self.warm_start or not self.initialized_:
+                self.initialize()
+            return self._train(X, y, groups, fit_params)
 
     def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
         """Continue training (GMP then fine-tuning, counted from the first epoch)."""
@@ -337,6 +336,7 @@ class FairPrunedClassifier(FineTuningNet):
         if labels is None:
             raise ValueError(
                 "disparity_report needs group labels: pass groups=... or set a locator.")
+        y = check_targets(y, self.n_classes_, len(labels))
         report = disparity_report(y, self.predict_dense(X), self.predict(X), labels, self.tolerance)
         known = set(self.groups_.tolist())
         report["seen_in_fit"] = [g in known for g in report["group"]]

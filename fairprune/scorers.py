@@ -39,6 +39,27 @@ NO_GROUPS_MESSAGE = (
 )
 
 
+def check_known_labels(y_true: np.ndarray, classes, caller: str) -> None:
+    """Refuse true labels outside the fitted classes: a score computed on them would be a
+    number that looks fine (e.g. -0.0, ranked best by GridSearchCV) but is meaningless."""
+    if classes is None:
+        return
+    classes = np.asarray(classes)
+    try:
+        known = np.isin(y_true, classes)
+    except TypeError:
+        known = np.zeros(len(y_true), dtype=bool)
+    if y_true.dtype.kind != classes.dtype.kind and not (
+            y_true.dtype.kind in "iuf" and classes.dtype.kind in "iuf"):
+        known[:] = False
+    if not known.all():
+        unknown = list(dict.fromkeys(y_true[~known].tolist()))[:5]
+        raise ValueError(
+            f"{caller}: 'y' holds labels the estimator was not fitted on: {unknown} (fitted "
+            f"classes: {classes.tolist()[:10]}{' ...' if len(classes) > 10 else ''}). Pass the "
+            "class indices the model was trained with.")
+
+
 def _final_step(estimator: Any) -> tuple[Any, Callable[[Any], Any]]:
     """The estimator that owns ``predict_dense`` and a function mapping X to its input."""
     if isinstance(estimator, Pipeline):
@@ -86,9 +107,11 @@ class DisparityScorer(_BaseScorer):
             groups = locate_groups(getattr(final, "groups", None), X, y_true)
         if groups is None:
             raise ValueError(NO_GROUPS_MESSAGE.format(name=self._routing_repr()))
+        y_true = np.asarray(y_true)
+        check_known_labels(y_true, getattr(final, "classes_", None), self._routing_repr())
         sparse = estimator.predict(X)
         dense = final.predict_dense(to_final_input(X))
-        return self._sign * float(self._score_func(np.asarray(y_true), dense, sparse, groups))
+        return self._sign * float(self._score_func(y_true, dense, sparse, groups))
 
     def __repr__(self) -> str:
         name = getattr(self._score_func, "__name__", repr(self._score_func))

@@ -11,10 +11,18 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from fairprune.models import make_mlp, train_classifier
 
 matplotlib.use("Agg")
+
+# Property tests: a fixed, derandomised profile by default (CI and `make test` see the same
+# examples on every run, so a green run stays green); HYPOTHESIS_PROFILE=explore draws new
+# examples (and more of them) for local bug hunting.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,5 +1,6 @@
 """Faults during training: NaN loss, interruption, infeasible tolerance."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -129,3 +130,68 @@ def test_save_and_load_params_refuse_mismatched_masks(digits, digits_dense, tmp_
                                   verbose=0).fit(X, y, groups=y)
     with pytest.raises(ValueError, match="do not match the module"):
         target.load_params(f_masks=files["f_masks"])
+
+
+# -- nothing silent: refits, labels, edge shapes, extreme numbers ------------------------------
+def test_failed_refit_keeps_the_fitted_model(digits, digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), pruning_epochs=1,
+                               max_epochs=1, verbose=0).fit(X, y, groups=y)
+    before = clf.predict_proba(X)
+    history, masks, sparsity = len(clf.history), clf.masks_, clf.sparsity_
+    bad = np.where(X > 0.9, np.nan, X)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        clf.fit(bad, y, groups=y)
+    with pytest.raises(ValueError, match="missing label"):
+        clf.fit(X, y, groups=[None] + list(y[1:]))
+    assert len(clf.history) == history and clf.masks_ is masks and clf.sparsity_ == sparsity
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_scores_and_reports_refuse_labels_outside_the_fitted_classes(digits, digits_dense):
+    from fairprune.scorers import neg_max_excess_gap_scorer
+
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), pruning_epochs=1,
+                               max_epochs=1, verbose=0).fit(X, y, groups=y)
+    for wrong in (np.array([f"c{v}" for v in y]), y + 10):
+        with pytest.raises(ValueError, match="not fitted on"):
+            neg_max_excess_gap_scorer(clf, X, wrong, groups=y)
+        with pytest.raises(ValueError, match="'y'"):
+            clf.disparity_report(X, wrong, groups=y)
+
+
+@pytest.mark.parametrize("groups, error, match", [
+    ("ragged", ValueError, "'groups' must be 1-dimensional.*ragged"),
+    ("dict", TypeError, "'groups' must be an array-like"),
+    ("dicts", TypeError, "'groups' must hold hashable labels"),
+])
+def test_malformed_groups_name_the_argument(digits, digits_dense, groups, error, match):
+    X, y = digits
+    value = {"ragged": [[1, 2], [3]] * (len(y) // 2) + [[1]] * (len(y) % 2),
+             "dict": {"a": y}, "dicts": [{"g": int(v)} for v in y]}[groups]
+    clf = FairPrunedClassifier(digits_dense, pruning_epochs=1, max_epochs=1, verbose=0)
+    with pytest.raises(error, match=match):
+        clf.fit(X, y, groups=value)
+
+
+def test_bad_device_and_frozen_module_name_the_argument(digits, digits_dense):
+    X, y = digits
+    with pytest.raises(ValueError, match="'device' parameter .* 'cuda:0'"):
+        FairPrunedClassifier(digits_dense, device="gpu").fit(X, y, groups=y)
+    frozen = copy.deepcopy(digits_dense).requires_grad_(False)
+    with pytest.raises(ValueError, match="'dense_module' .* no trainable parameters"):
+        FairPrunedClassifier(frozen).fit(X, y, groups=y)
+
+
+@pytest.mark.parametrize("method", ["ceag", "equalized_loss"])
+def test_huge_tolerances_are_valid_and_never_overflow(digits, digits_dense, method):
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), method=method,
+                                   tolerance=1e300, loss_tolerance=1e300, pruning_epochs=1,
+                                   max_epochs=2, verbose=0).fit(X, y, groups=y)
+    assert np.isfinite(clf.history[-1, "train_loss"])
+    assert clf.history[-1, "n_violated"] == 0 and clf.multipliers_.eq(0).all()
+    assert np.isfinite(clf.predict_proba(X)).all()

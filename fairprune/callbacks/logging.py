@@ -31,7 +31,8 @@ class FairnessLogger(Callback):
         correct, count = state.epoch_totals()
         net.history.record("phase", phase_of(net, current_epoch(net)))
         net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
-        psi = state.epoch_excess_gaps().cpu().numpy()  # NaN for groups not seen this epoch
+        # float64: comparisons with any valid tolerance (1e300 included) stay exact
+        psi = state.epoch_excess_gaps().cpu().numpy().astype(np.float64)  # NaN: group unseen
         seen = ~np.isnan(psi)
         net.history.record("train_eag", [round(float(v), 6) for v in psi])
         net.history.record("train_max_eag", float(psi[seen].max()) if seen.any() else math.nan)

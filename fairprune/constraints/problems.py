@@ -175,10 +175,15 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     constrained = True
     constraint_type = cooper.ConstraintType.INEQUALITY
 
+    #: Tolerances are clipped here before they meet float32 tensors: any larger value is
+    #: never binding (|ψ_g| <= 2 and losses stay far below it), and a huge one (1e300) would
+    #: overflow to -inf and turn 0 · (-inf) into NaN in the Lagrangian.
+    max_tolerance = 1e30
+
     def __init__(self, state: FairnessState, tolerance: float) -> None:
         super().__init__()
         self.state = state
-        self.tolerance = float(tolerance)
+        self.tolerance = min(float(tolerance), self.max_tolerance)
         if self.constrained:
             if state.multiplier is None:
                 raise ValueError(f"{type(self).__name__} needs a FairnessState with multipliers.")

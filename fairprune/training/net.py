@@ -7,6 +7,7 @@ skorch hooks so that the estimator module keeps only the public API and the trai
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 
@@ -110,6 +111,23 @@ class FineTuningNet(NeuralNetClassifier):
             self.masks_ = masks
         masks.apply_(self.module_)
         self.engines_ = {}
+
+    @contextlib.contextmanager
+    def kept_if_no_epoch_runs(self):
+        """Put the previous fitted state back when the block fails before any epoch starts
+        (bad data or set-up on a refit), so that a failed refit never destroys a model."""
+        previous = dict(self.__dict__)
+        history = previous.get("history_")
+        rows = list(history) if history is not None else None  # skorch clears it in place
+        try:
+            yield
+        except BaseException:
+            if previous.get("initialized_") and not len(getattr(self, "history", ())):
+                self.__dict__.clear()
+                self.__dict__.update(previous)
+                if history is not None:
+                    history[:] = rows
+            raise
 
     # -- the training forward pass ----------------------------------------------------------
     def torch_compile(self, module, name):
