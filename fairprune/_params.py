@@ -115,7 +115,8 @@ def validate_params(est) -> None:
             "all with requires_grad=False): there is nothing to prune or fine-tune. Unfreeze "
             "the layers to prune (param.requires_grad_(True)).")
     try:
-        torch.device(est.device)
+        if est.device is not None:  # None: skorch leaves placement to e.g. Accelerate
+            torch.device(est.device)
     except (RuntimeError, TypeError, ValueError):
         raise InvalidParameterError(
             f"The 'device' parameter of {OWNER} must be a torch device such as 'cpu', 'cuda', "
