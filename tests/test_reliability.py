@@ -195,3 +195,17 @@ def test_huge_tolerances_are_valid_and_never_overflow(digits, digits_dense, meth
     assert np.isfinite(clf.history[-1, "train_loss"])
     assert clf.history[-1, "n_violated"] == 0 and clf.multipliers_.eq(0).all()
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_groups_smaller_than_the_replay_buffer_are_constrained(digits, digits_dense):
+    X, y = digits
+    keep = (y != 4) | (np.cumsum(y == 4) <= 12)  # group 4: 12 samples, buffers of 40
+    X, y = X[keep], y[keep]
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.9, tolerance=0.0, dense_layers=(),
+                               replay_buffer_size=40, pruning_epochs=1, max_epochs=3,
+                               verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        clf.fit(X, y, groups=y)
+    assert bool(clf.fairness_.buffer.ready()[4])
+    assert clf.history[-1, "multipliers"][4] > 0

@@ -46,7 +46,10 @@ class FairnessSetup(Callback):
         dataset_train, _ = net.get_split_datasets(X, y)
         n_groups = net.group_encoder_.n_groups
         state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device)
-        state.reference.fill(*per_sample_evaluation(net, net.dense_module_, dataset_train))
+        losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
+        state.reference.fill(losses, correct, group_ids)
+        if state.buffer is not None:  # small groups: ready once they hold all their samples
+            state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
         masks = MaskSet()
         masks.target_sparsity = 0.0
         net.set_fairness_state_(state, masks)

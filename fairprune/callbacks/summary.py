@@ -43,10 +43,14 @@ class FitSummary(Callback):
             names = ", ".join(
                 f"{g!r} ({v:+.3f})" for g, v in zip(top["group"], top["excess_accuracy_gap"])
             )
+            buffer = net.fairness_.buffer
+            idle = [] if buffer is None else net.groups_[~buffer.ready().cpu().numpy()].tolist()
+            cause = (f"The constraints of {idle[:5]} never acted: their replay buffers never "
+                     "filled (no training sample after the split?)." if idle else
+                     "The tolerance may be infeasible at this sparsity, or training too short.")
             warnings.warn(
                 f"Training ended with max excess accuracy gap {worst:.4f} > tolerance "
-                f"{net.tolerance:g} on the training data (worst groups: {names}). The "
-                "tolerance may be infeasible at this sparsity, or training too short; see "
+                f"{net.tolerance:g} on the training data (worst groups: {names}). {cause} See "
                 "clf.train_report_ and history[:, 'train_max_eag'].",
                 FairnessToleranceWarning,
                 stacklevel=6,  # the user's fit call: callback, notify, skorch, _train, fit

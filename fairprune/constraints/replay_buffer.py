@@ -40,7 +40,9 @@ class ReplayBuffer(nn.Module):
         Where the buffers live.
     min_count : int, optional
         A group is *ready* (its mean is trusted) once it holds at least this many values.
-        Defaults to ``size``: only full buffers count, as in the paper.
+        Defaults to ``size``: only full buffers count, as in the paper. A group with fewer
+        samples than that in the whole training set would never be ready:
+        :meth:`limit_to_group_sizes_` lowers its threshold to its size.
 
     Examples
     --------
@@ -70,6 +72,15 @@ class ReplayBuffer(nn.Module):
         self.register_buffer("storage", torch.zeros(num_groups + 1, size, device=device))
         self.register_buffer("positions", torch.zeros(num_groups, dtype=torch.long, device=device))
         self.register_buffer("counts", torch.zeros(num_groups, dtype=torch.long, device=device))
+        self.register_buffer(
+            "required", torch.full((num_groups,), min_count, dtype=torch.long, device=device))
+
+    @torch.no_grad()
+    def limit_to_group_sizes_(self, group_sizes: torch.Tensor) -> None:
+        """Groups with fewer training samples than ``min_count`` are ready once they hold all
+        of them (at least one), so that small groups are constrained too."""
+        sizes = group_sizes.to(self.required.device, torch.long).clamp(min=1)
+        self.required.copy_(torch.minimum(self.required, sizes))
 
     @torch.no_grad()
     def update(self, group_ids: torch.Tensor, values: torch.Tensor) -> None:
@@ -100,8 +111,9 @@ class ReplayBuffer(nn.Module):
         return self.values.sum(dim=1) / self.counts.clamp(min=1).to(self.values.dtype)
 
     def ready(self) -> torch.Tensor:
-        """Boolean mask of the groups holding at least ``min_count`` values."""
-        return self.counts >= self.min_count
+        """Boolean mask of the groups holding at least ``min_count`` values (or all of their
+        training samples, see :meth:`limit_to_group_sizes_`)."""
+        return self.counts >= self.required
 
     def ordered(self, group: int) -> torch.Tensor:
         """Values of one group, oldest first (for inspection and tests; syncs the host)."""
