@@ -209,3 +209,90 @@ def test_groups_smaller_than_the_replay_buffer_are_constrained(digits, digits_de
         clf.fit(X, y, groups=y)
     assert bool(clf.fairness_.buffer.ready()[4])
     assert clf.history[-1, "multipliers"][4] > 0
+
+
+class PoisonAfterLastStep(Callback):
+    """Fill the weights with NaN after the last training step (its loss was finite)."""
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        last = len(net.history[-1]["batches"]) == -(-1797 // net.batch_size)
+        if training and len(net.history) == 2 and last:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("inf"))
+
+
+def test_non_finite_weights_after_the_last_step_are_caught(digits, digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), pruning_epochs=1,
+                               max_epochs=1, verbose=0,
+                               callbacks=[("poison", PoisonAfterLastStep())])
+    with pytest.raises(FloatingPointError, match="during epoch 2"):
+        clf.fit(X, y, groups=y)
+    assert all(torch.isfinite(p).all() for p in clf.module_.parameters())
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_a_model_with_no_finite_state_left_refuses_to_predict(digits, digits_dense):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = digits
+    poisoned = copy.deepcopy(digits_dense)
+    with torch.no_grad():
+        poisoned[0].weight[0, 0] = float("nan")
+    clf = FairPrunedClassifier(poisoned, sparsity=0.5, dense_layers=(), pruning_epochs=1,
+                               max_epochs=1, verbose=0)
+    with pytest.raises(FloatingPointError):
+        clf.fit(X, y, groups=y)
+    with pytest.raises(NotFittedError, match="cannot be used"):
+        clf.predict(X)
+
+
+class InterruptingSGD(torch.optim.SGD):
+    """SGD whose 5th step updates the weights and is then interrupted (before the masks)."""
+
+    calls = 0
+
+    def step(self, closure=None):
+        result = super().step(closure)
+        InterruptingSGD.calls += 1
+        if InterruptingSGD.calls == 5:
+            raise KeyboardInterrupt
+        return result
+
+
+def test_interrupt_inside_the_optimizer_step_keeps_masks_applied(digits, digits_dense):
+    X, y = digits
+    InterruptingSGD.calls = 0
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.8, dense_layers=(), pruning_epochs=1,
+                               max_epochs=2, optimizer=InterruptingSGD, verbose=0)
+    clf.fit(X, y, groups=y)  # skorch ends training quietly on KeyboardInterrupt
+    assert abs(clf.sparsity_ - 0.8) < 0.01
+    exported = clf.export()
+    with torch.no_grad():
+        direct = exported(torch.as_tensor(X)).argmax(1).numpy()
+    np.testing.assert_array_equal(clf.predict(X), direct)
+
+
+def test_interrupt_inside_the_dual_step_keeps_multipliers_feasible(digits, digits_dense,
+                                                                   monkeypatch):
+    from fairprune.training import GradientAscent
+
+    X, y = digits
+    original, calls = GradientAscent.step, {"n": 0}
+
+    def step_then_interrupt(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 8:  # after the ascent, before the projection onto λ >= 0
+            for group in self.param_groups:
+                for param in group["params"]:
+                    param.detach().sub_(1.0)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(GradientAscent, "step", step_then_interrupt)
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.8, dense_layers=(), pruning_epochs=1,
+                               max_epochs=2, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        clf.fit(X, y, groups=y)
+    assert calls["n"] == 8 and (clf.multipliers_ >= 0).all()

@@ -6,9 +6,10 @@ import copy
 import math
 import warnings
 
+import torch
 from skorch.callbacks import Callback
 
-__all__ = ["NonFiniteLossGuard"]
+__all__ = ["NonFiniteLossGuard", "all_finite"]
 
 
 class NonFiniteLossGuard(Callback):
@@ -46,14 +47,41 @@ class NonFiniteLossGuard(Callback):
                     "clip gradients (skorch.callbacks.GradientNormClipping)."
                 )
 
+    def on_epoch_end(self, net, **kwargs):
+        # the last step's update comes after its loss was checked: check the result once an
+        # epoch (one host sync)
+        if not all_finite(net):
+            epoch = len(net.history)
+            self.restore_(net)
+            raise FloatingPointError(
+                f"The weights or multipliers became NaN/inf during epoch {epoch} (1-based), "
+                "after the last loss was computed. Training stopped; the weights of the end "
+                "of the previous epoch were restored. Lower 'lr' or clip gradients "
+                "(skorch.callbacks.GradientNormClipping).")
+
     def on_train_end(self, net, **kwargs):
         self.snapshot_ = None
 
     def restore_(self, net) -> None:
-        """Put back the state of the start of the epoch (and drop the copy)."""
+        """Put back the state of the start of the epoch (and drop the copy); refuse to leave
+        a model behind when that state is not finite either."""
         snapshot, self.snapshot_ = getattr(self, "snapshot_", None), None
         if snapshot is None:
             return
         net.module_.load_state_dict(snapshot["module"])
         net.fairness_.load_state_dict(snapshot["fairness"])
         net.optimizer_.load_state_dict(snapshot["optimizer"])
+        if not all_finite(net):
+            net.unusable_ = "its weights are NaN/inf and no finite state could be restored"
+            raise FloatingPointError(
+                "The weights were already NaN/inf at the start of the epoch, so no finite "
+                "state is left to restore; the model is not usable. Check dense_module and "
+                "the inputs for NaN/inf.")
+
+
+def all_finite(net) -> bool:
+    """Whether the sparse model's weights and the multipliers are all finite (one sync)."""
+    tensors = [p.detach() for p in net.module_.parameters()]
+    tensors += [b.detach() for b in net.fairness_.buffers() if b.is_floating_point()]
+    tensors += [p.detach() for p in net.fairness_.parameters()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

@@ -24,6 +24,7 @@ class FitSummary(Callback):
     def on_train_end(self, net, X=None, y=None, **kwargs):
         if not len(net.history):
             return
+        net.restore_invariants_()  # an interrupt may have stopped a step half-way
         dataset_train, _ = net.get_split_datasets(X, y)
         sparse, labels, codes = [], [], []
         for logits, Xi, yi in iter_logits(net, net.module_, dataset_train):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import NotFittedError
 from skorch import NeuralNetClassifier
 from torch.nn.parameter import is_lazy
 
@@ -66,6 +67,7 @@ class FineTuningNet(NeuralNetClassifier):
         self.engines_ = {}
         self.grad_scaler_ = None
         self.fairness_ = None
+        self.unusable_ = None
         dense = copy.deepcopy(self.dense_module).to(self.device)
         dense.eval()
         for param in dense.parameters():
@@ -128,6 +130,25 @@ class FineTuningNet(NeuralNetClassifier):
                 if history is not None:
                     history[:] = rows
             raise
+
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
+        """skorch's check, plus a refusal to use a model that a fault left unusable."""
+        super().check_is_fitted(attributes, *args, **kwargs)
+        reason = self.__dict__.get("unusable_")
+        if reason:
+            raise NotFittedError(f"This {type(self).__name__} cannot be used: {reason}. Fit it "
+                                 "again.")
+
+    @torch.no_grad()
+    def restore_invariants_(self) -> None:
+        """Re-apply what every completed step guarantees: pruned weights are zero, and
+        inequality multipliers are >= 0 (and within ``max_multiplier_sum``). Idempotent; used
+        at the end of training, where a KeyboardInterrupt may have stopped a step half-way."""
+        self.masks_.apply_(self.module_)
+        multiplier = self.fairness_.multiplier
+        if getattr(multiplier, "constraint_type", None) is not None:  # set once constrained
+            multiplier.post_step_()
+            self.fairness_.bound_multipliers_(self.max_multiplier_sum)
 
     # -- the training forward pass ----------------------------------------------------------
     def torch_compile(self, module, name):
