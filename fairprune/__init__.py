@@ -7,7 +7,7 @@ al., ICLR 2024) as a scikit-learn/skorch estimator.
 from importlib.metadata import PackageNotFoundError, version
 
 from .estimator import FairPrunedClassifier
-from .exceptions import FairnessToleranceWarning
+from .exceptions import FairnessToleranceWarning, GMPCacheWarning
 from .paper import paper_defaults
 from .report import disparity_report, plot_disparity
 
@@ -19,6 +19,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "FairPrunedClassifier",
     "FairnessToleranceWarning",
+    "GMPCacheWarning",
     "__version__",
     "disparity_report",
     "paper_defaults",

@@ -1,6 +1,6 @@
 """Warnings and errors of fairprune."""
 
-__all__ = ["FairnessToleranceWarning"]
+__all__ = ["FairnessToleranceWarning", "GMPCacheWarning"]
 
 
 class FairnessToleranceWarning(UserWarning):
@@ -8,4 +8,12 @@ class FairnessToleranceWarning(UserWarning):
 
     The tolerance may be infeasible for this model, sparsity and data, or training too short;
     the message gives the final training-set max ψ_g and the worst groups.
+    """
+
+
+class GMPCacheWarning(UserWarning):
+    """The GMP cache (``memory=``) was bypassed or an entry was recomputed.
+
+    A corrupted or truncated entry, a folder that cannot be written, or parameters that cannot
+    be hashed into a key: the fit runs the GMP phase itself and the results are unaffected.
     """

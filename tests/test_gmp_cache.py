@@ -1,6 +1,7 @@
 """memory=: the GMP phase is stored once and loaded by fits that differ only after pruning."""
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from joblib import Memory
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from fairprune import FairPrunedClassifier
+from fairprune import FairPrunedClassifier, GMPCacheWarning
 from fairprune.training.gmp_cache import gmp_key
 from fairprune.groups import by_target
 from fairprune.scorers import neg_max_excess_gap_scorer, neg_pairwise_disparity_scorer
@@ -18,8 +19,8 @@ SMALL = dict(sparsity=0.9, dense_layers=(), pruning_epochs=3, max_epochs=2, lr=0
 
 
 def stored_phases(location) -> int:
-    """Number of GMP phases joblib stored under ``location``."""
-    return sum(1 for _ in Path(location).rglob("output.pkl"))
+    """Number of GMP phases stored under ``location``."""
+    return sum(1 for _ in Path(location).rglob("*.gmp.pt"))
 
 
 def test_loaded_phase_gives_the_same_model_as_running_it(digits, digits_dense, tmp_path):
@@ -115,3 +116,53 @@ def test_grid_search_over_tolerance_runs_gmp_once_per_fold(digits, digits_dense,
         for fold in range(3):
             key = f"split{fold}_test_{name}"
             np.testing.assert_array_equal(cached.cv_results_[key], plain.cv_results_[key])
+
+
+# -- the cache never fails a fit and never loads a damaged entry ------------------------------
+def _fit(dense, X, y, memory, **params):
+    return FairPrunedClassifier(dense, tolerance=0.02, memory=memory, **{**SMALL, **params}).fit(
+        X, y, groups=y)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip_byte", "no_hash"])
+def test_damaged_entries_are_recomputed_with_a_warning(digits, digits_dense, tmp_path, damage):
+    X, y = digits
+    plain = _fit(digits_dense, X, y, None)
+    _fit(digits_dense, X, y, tmp_path)
+    (entry,) = Path(tmp_path).rglob("*.gmp.pt")
+    data = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        entry.write_bytes(b"not a checkpoint" * 10)
+    elif damage == "flip_byte":
+        entry.write_bytes(data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:])
+    else:
+        entry.with_suffix(".sha256").unlink()
+    with pytest.warns(GMPCacheWarning, match="running the GMP phase again"):
+        again = _fit(digits_dense, X, y, tmp_path)
+    np.testing.assert_array_equal(again.predict_proba(X), plain.predict_proba(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GMPCacheWarning)  # repaired: loads cleanly now
+        _fit(digits_dense, X, y, tmp_path)
+
+
+def test_a_folder_that_cannot_be_written_degrades_to_no_cache(digits, digits_dense, tmp_path):
+    X, y = digits
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should go")
+    with pytest.warns(GMPCacheWarning, match="continuing without caching"):
+        clf = _fit(digits_dense, X, y, blocker)
+    plain = _fit(digits_dense, X, y, None)
+    np.testing.assert_array_equal(clf.predict_proba(X), plain.predict_proba(X))
+
+
+def test_unhashable_parameters_bypass_the_cache_with_a_warning(digits, digits_dense, tmp_path):
+    from skorch.callbacks import EpochScoring
+
+    X, y = digits
+    scoring = EpochScoring(lambda net, X, y: 0.0, name="zero", on_train=True)
+    with pytest.warns(GMPCacheWarning, match="key could not be computed"):
+        clf = _fit(digits_dense, X, y, tmp_path, callbacks=[("zero", scoring)])
+    assert len(clf.history) == SMALL["pruning_epochs"] + SMALL["max_epochs"]
+    assert stored_phases(tmp_path) == 0

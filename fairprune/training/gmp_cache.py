@@ -5,7 +5,9 @@ the constraints only once the target sparsity is reached, and during GMP fairpru
 fine-tuning whatever ``method`` is. A grid search over ``tolerance`` (or ``method``, the dual
 step, ...) therefore repeats the same GMP phase in every candidate of a fold. With
 ``memory=`` set, the state at the end of GMP — sparse weights, masks, optimizer state, the GMP
-epochs' history — is stored with :class:`joblib.Memory`, keyed by everything GMP depends on:
+epochs' history — is stored under the directory (or ``joblib.Memory`` location), written
+atomically with a SHA-256 record that is checked on every load, keyed by everything GMP
+depends on:
 the training data, the dense weights, and every parameter except those in
 :data:`AFTER_PRUNING`. Later epochs are seeded per epoch, so a fit that loads the phase is
 identical to one that runs it (tested).
@@ -15,18 +17,23 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import os
+import tempfile
+import warnings
+from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import torch
-from sklearn.utils.validation import check_memory
 from skorch.history import History
+
+from ..exceptions import GMPCacheWarning
 
 from .phases import lr_at_epoch
 
-__all__ = ["AFTER_PRUNING", "gmp_key", "run_or_load_gmp"]
+__all__ = ["AFTER_PRUNING", "cache_directory", "gmp_key", "run_or_load_gmp"]
 
 #: Parameters that only act after the pruning epochs; they are left out of the cache key.
 #: ``tolerance`` also enters the history's ``n_violated``, recomputed when a phase is loaded.
@@ -92,16 +99,11 @@ def _capture(net) -> dict:
     }
 
 
-def _gmp_phase(key: str, net, X, y, fit_params: dict) -> dict:
-    """Run the GMP epochs on ``net`` and return its state (``key`` names the result)."""
-    net.run_epochs(X, y, net.pruning_epochs, fit_params)
-    return _capture(net)
-
-
 def _restore(net, state: dict) -> None:
     net.module_.load_state_dict(state["module"])
-    # the state is already a private copy: made by _capture, or unpickled by joblib
-    net.set_masks_(state["masks"].to(net.device))
+    masks = state["masks"].to(net.device)
+    masks.check_compatible(net.module_)
+    net.set_masks_(masks)
     net.optimizer_.load_state_dict(state["optimizer"])
     rows = state["history"]
     for row in rows:  # the only tolerance-dependent entry of a GMP epoch
@@ -110,11 +112,78 @@ def _restore(net, state: dict) -> None:
     net.history = History(rows)
 
 
+def cache_directory(memory) -> Path | None:
+    """Where ``memory`` stores GMP phases: a directory, a ``joblib.Memory``'s location, or
+    None (no caching, as ``joblib.Memory(None)``)."""
+    if isinstance(memory, (str, os.PathLike)):
+        return Path(memory)
+    location = getattr(memory, "location", None)
+    return None if location is None else Path(location)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"GMP cache (memory=): {message}", GMPCacheWarning, stacklevel=2)
+
+
+def _load_checked(path: Path) -> dict | None:
+    """The stored state, or None when absent; a file whose hash does not match its record
+    (truncated, corrupted, half-written) is reported and ignored."""
+    digest_path = path.with_suffix(".sha256")
+    if not path.exists():
+        return None
+    try:
+        payload = path.read_bytes()
+        expected = digest_path.read_text().strip()
+    except OSError as exc:
+        _warn(f"{path} could not be read ({exc}); running the GMP phase again.")
+        return None
+    if hashlib.sha256(payload).hexdigest() != expected:
+        _warn(f"{path} does not match its recorded hash (truncated or corrupted); running the "
+              "GMP phase again.")
+        return None
+    return torch.load(io.BytesIO(payload), weights_only=False)
+
+
+def _store(path: Path, state: dict) -> None:
+    """Write atomically: temporary files, fsync, rename (data first, its hash last)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, data in ((path, payload),
+                             (path.with_suffix(".sha256"),
+                              hashlib.sha256(payload).hexdigest().encode())):
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, target)
+    except OSError as exc:
+        _warn(f"could not write to {path.parent} ({exc}); continuing without caching.")
+
+
 def run_or_load_gmp(net, X, y, fit_params: dict) -> None:
     """Bring a freshly initialised ``net`` to the end of its GMP phase, from ``net.memory``
-    when this phase was run before, otherwise by running it (and storing it)."""
-    memory = net.memory
-    memory = check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
-    cached = memory.cache(_gmp_phase, ignore=["net", "X", "y", "fit_params"], verbose=0)
-    state = cached(gmp_key(net, X, y, fit_params), net, X, y, fit_params)
-    _restore(net, state)
+    when this phase was run before, otherwise by running it (and storing it).
+
+    Never fails because of the cache: a key that cannot be computed (a parameter joblib
+    cannot pickle, such as a lambda in a callback), a corrupted entry or a folder that
+    cannot be written give a :class:`GMPCacheWarning` and the phase is run.
+    """
+    directory = cache_directory(net.memory)
+    key = None
+    if directory is not None:
+        try:
+            key = gmp_key(net, X, y, fit_params)
+        except Exception as exc:  # noqa: BLE001 - pickling errors come in many types
+            _warn(f"the cache key could not be computed ({type(exc).__name__}: {exc}); "
+                  "running the GMP phase without the cache.")
+    path = None if key is None else directory / "fairprune_gmp" / f"{key}.gmp.pt"
+    state = None if path is None else _load_checked(path)
+    if state is not None:
+        _restore(net, state)
+        return
+    net.run_epochs(X, y, net.pruning_epochs, fit_params)
+    if path is not None:
+        _store(path, _capture(net))
