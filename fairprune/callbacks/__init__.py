@@ -10,7 +10,7 @@ schedule), :class:`NonFiniteLossGuard` (stop on NaN/inf, restore the last good s
 
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 
-from .checkpoint import fair_checkpoint
+from .checkpoint import CheckpointError, FairCheckpoint, fair_checkpoint
 from .guard import NonFiniteLossGuard
 from .logging import FairnessLogger
 from .lr import MilestoneLR
@@ -20,7 +20,9 @@ from .setup import FairnessSetup
 from .summary import FitSummary
 
 __all__ = [
+    "CheckpointError",
     "EpochSelection",
+    "FairCheckpoint",
     "FairnessLogger",
     "FairnessSetup",
     "FitSummary",

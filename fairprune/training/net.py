@@ -274,7 +274,11 @@ class FineTuningNet(NeuralNetClassifier):
 
     # -- persistence -----------------------------------------------------------------------
     def load_params(self, *args, **kwargs):
-        """skorch's ``load_params``; also refuses masks that do not fit ``module_``."""
+        """skorch's ``load_params``; checks a :class:`~fairprune.callbacks.FairCheckpoint`
+        against its manifest first, and refuses masks that do not fit ``module_``."""
+        verify = getattr(kwargs.get("checkpoint"), "verify", None)
+        if verify is not None:
+            verify(self)
         super().load_params(*args, **kwargs)
         masks = getattr(self, "masks_", None)
         if isinstance(masks, MaskSet):

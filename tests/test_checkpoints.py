@@ -1,0 +1,149 @@
+"""FairCheckpoint: atomic saves, a manifest checked on resume, and a SIGKILL stress test."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, LoadInitState
+
+from fairprune import FairPrunedClassifier, FairnessToleranceWarning
+from fairprune.callbacks import CheckpointError, fair_checkpoint
+
+PARAMS = dict(sparsity=0.9, tolerance=0.01, dense_layers=(), pruning_epochs=2, max_epochs=3,
+              lr=0.05, verbose=0, random_state=5)
+
+
+def _fit(dense, X, y, directory, **extra):
+    cp = fair_checkpoint(str(directory))
+    clf = FairPrunedClassifier(dense, **PARAMS, **extra,
+                               callbacks=[("cp", cp), ("load", LoadInitState(cp))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        return clf.fit(X, y, groups=y)
+
+
+class StopAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_save_writes_a_manifest_of_every_file(digits, digits_dense, tmp_path):
+    X, y = digits
+    _fit(digits_dense, X, y, tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["epoch"] == 5
+    assert set(manifest["files"]) == {"params.pt", "optimizer.pt", "history.json", "masks.pt",
+                                      "fairness.pt", "dual_optimizer.pt"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+
+
+def _damaged_checkpoint(digits, digits_dense, tmp_path, damage):
+    X, y = digits
+    early, late = tmp_path / "early", tmp_path / "late"
+    cp = fair_checkpoint(str(early))
+    FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp), ("stop", StopAt(3))]
+                         ).fit(X, y, groups=y)  # two epochs saved
+    _fit(digits_dense, X, y, late)  # five epochs saved
+    if damage == "mixed_epochs":
+        shutil.copy(early / "params.pt", late / "params.pt")
+    elif damage == "truncated":
+        data = (late / "masks.pt").read_bytes()
+        (late / "masks.pt").write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        (late / "fairness.pt").write_bytes(b"\x00garbage" * 50)
+    elif damage == "missing_masks":
+        (late / "masks.pt").unlink()
+    elif damage == "no_manifest":
+        (late / "manifest.json").unlink()
+    elif damage == "bad_manifest":
+        (late / "manifest.json").write_text("{not json")
+    return late
+
+
+@pytest.mark.parametrize("damage, culprit", [
+    ("mixed_epochs", "params.pt"), ("truncated", "masks.pt"), ("garbage", "fairness.pt"),
+    ("missing_masks", "masks.pt"), ("no_manifest", "manifest.json"),
+    ("bad_manifest", "manifest.json"),
+])
+def test_resume_refuses_a_damaged_checkpoint_naming_the_file(digits, digits_dense, tmp_path,
+                                                             damage, culprit):
+    X, y = digits
+    late = _damaged_checkpoint(digits, digits_dense, tmp_path, damage)
+    with pytest.raises(CheckpointError, match=culprit):
+        _fit(digits_dense, X, y, late)
+
+
+def test_an_empty_folder_starts_afresh(digits, digits_dense, tmp_path):
+    X, y = digits
+    plain = FairPrunedClassifier(digits_dense, **PARAMS).fit(X, y, groups=y)
+    resumed = _fit(digits_dense, X, y, tmp_path / "new")
+    np.testing.assert_array_equal(resumed.predict_proba(X), plain.predict_proba(X))
+
+
+# -- SIGKILL at random moments ------------------------------------------------------------------
+def _child(directory: str, dense_path: str, threads: int) -> None:
+    from sklearn.datasets import load_digits
+
+    torch.set_num_threads(threads)
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    dense = torch.load(dense_path, weights_only=False)
+    _fit(dense, X, y, directory)
+
+
+def test_sigkill_at_random_moments_never_yields_a_silent_mix(digits, digits_dense, tmp_path):
+    """A child process fits with checkpoints and is killed (SIGKILL) at 30 seeded random
+    moments; every resume matches the uninterrupted run or refuses with CheckpointError."""
+    X, y = digits
+    dense_path = tmp_path / "dense.pt"
+    torch.save(digits_dense, dense_path)
+    reference = FairPrunedClassifier(digits_dense, **PARAMS).fit(X, y, groups=y)
+    expected = reference.predict_proba(X)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["fairprune", "sklearn.datasets"])
+    threads = torch.get_num_threads()
+
+    for name in ("warm-up", "probe"):  # a complete child run (warm forkserver): the time scale
+        start = time.perf_counter()
+        probe = ctx.Process(target=_child, args=(str(tmp_path / name), str(dense_path), threads))
+        probe.start()
+        probe.join(300)
+        assert probe.exitcode == 0
+        duration = time.perf_counter() - start
+
+    rng = np.random.default_rng(0)
+    outcomes = {"resumed": 0, "refused": 0, "finished": 0}
+    for trial in range(30):
+        directory = tmp_path / f"run{trial}"
+        child = ctx.Process(target=_child, args=(str(directory), str(dense_path), threads))
+        child.start()
+        time.sleep(rng.uniform(0.0, 0.9 * duration))
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(60)
+        if child.exitcode == 0:  # finished before the kill: a refit would train more epochs
+            outcomes["finished"] += 1
+            continue
+        try:
+            resumed = _fit(digits_dense, X, y, directory)
+        except CheckpointError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["resumed"] += 1
+        np.testing.assert_array_equal(resumed.predict_proba(X), expected)
+    print(outcomes)
+    assert outcomes["resumed"] >= 10, outcomes
