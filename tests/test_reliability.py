@@ -296,3 +296,20 @@ def test_interrupt_inside_the_dual_step_keeps_multipliers_feasible(digits, digit
         warnings.simplefilter("ignore", FairnessToleranceWarning)
         clf.fit(X, y, groups=y)
     assert calls["n"] == 8 and (clf.multipliers_ >= 0).all()
+
+
+def test_batchnorm_model_with_a_last_batch_of_one_sample_trains(digits):
+    X, y = digits
+    X, y = X[:1793], y[:1793]  # 14 batches of 128 and one of a single sample
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    clf = FairPrunedClassifier(dense, sparsity=0.5, dense_layers=(), pruning_epochs=1,
+                               max_epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        clf.fit(X, y, groups=y)
+    assert len(clf.history[-1, "batches"]) == 14  # the single-sample batch is dropped
+    with pytest.raises(ValueError, match="BatchNorm .* batch_size >= 2"):
+        FairPrunedClassifier(dense, batch_size=1, dense_layers=(), verbose=0).fit(
+            X[:10], y[:10], groups=y[:10])

@@ -199,6 +199,9 @@ class FineTuningNet(NeuralNetClassifier):
         """skorch's DataLoader, fetching each batch of an array dataset with one indexing
         (see :func:`fairprune._data.make_iterator`); works with skorch's ``AccelerateMixin``,
         whose sharded samplers go through the same hook."""
+        # BatchNorm cannot train on a batch of one sample: a last training batch of one
+        # is dropped (a different sample each epoch, as batches are shuffled)
+        self.__dict__["drop_single_tail_"] = training and _single_sample_tail(self, dataset)
         return make_iterator(self, dataset, training=training, default_iterator=lambda: (
             super(FineTuningNet, self).get_iterator(dataset, training=training)))
 
@@ -206,6 +209,8 @@ class FineTuningNet(NeuralNetClassifier):
         params = super().get_params_for(prefix)
         if prefix == "iterator_train" and not {"sampler", "batch_sampler"} & params.keys():
             params.setdefault("shuffle", True)  # shuffled SGD, as in the paper
+            if self.__dict__.get("drop_single_tail_"):
+                params.setdefault("drop_last", True)
         return params
 
     def get_all_learnable_params(self):
@@ -292,6 +297,22 @@ class FineTuningNet(NeuralNetClassifier):
         state["engines_"] = {}
         state.pop("_compiled_module", None)  # rebuilt on demand; compiled code does not pickle
         return state
+
+
+def _single_sample_tail(net, dataset) -> bool:
+    """Whether the last training batch would hold one sample and the model has BatchNorm."""
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d,
+             torch.nn.SyncBatchNorm)
+    has_norm = any(isinstance(m, norms) for m in net.module_.modules())
+    batch_size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
+    if not has_norm or batch_size in (None, -1):
+        return False
+    if len(dataset) == 1 or batch_size == 1:
+        raise ValueError(
+            "dense_module has BatchNorm layers, which cannot train on batches of one sample: "
+            f"use batch_size >= 2 and at least 2 training samples (got batch_size="
+            f"{batch_size} and {len(dataset)} training sample(s)).")
+    return len(dataset) % batch_size == 1
 
 
 def forward_inputs(x):
