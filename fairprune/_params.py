@@ -13,6 +13,7 @@ import difflib
 import os
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -31,6 +32,8 @@ __all__ = ["PARAMETER_CONSTRAINTS", "validate_params"]
 
 OWNER = "FairPrunedClassifier"
 _POSITIVE = Interval(Real, 0, None, closed="neither")
+#: steps are multiplied into float32 weights: larger values cannot even be represented there
+_STEP = Interval(Real, 0, float(np.finfo(np.float32).max), closed="right")
 _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 
 #: Accepted values of every FairPrunedClassifier parameter (scikit-learn's constraint objects).
@@ -41,7 +44,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "groups": [None, str, list, tuple, callable],
     "method": [StrOptions(set(METHODS))],
     "replay_buffer_size": [Interval(Integral, 0, None, closed="left")],
-    "dual_lr": [_POSITIVE, StrOptions({"auto"})],
+    "dual_lr": [_STEP, StrOptions({"auto"})],
     "dual_optimizer": [StrOptions({"sgd", "nupi"})],
     "max_multiplier_sum": [None, _POSITIVE],
     "loss_tolerance": [_NON_NEGATIVE],
@@ -53,10 +56,10 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "pruning_epochs": [Interval(Integral, 1, None, closed="left")],
     "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
     "max_epochs": [Interval(Integral, 0, None, closed="left")],
-    "lr": [_POSITIVE],
+    "lr": [_STEP],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "lr_milestones": [None, tuple, list],
-    "lr_gamma": [_POSITIVE],
+    "lr_gamma": [Interval(Real, 0, 1, closed="right")],  # a decay factor
     "random_state": [None, Interval(Integral, 0, None, closed="left")],
     "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     "mixed_precision": [None, StrOptions(set(MIXED_PRECISION))],

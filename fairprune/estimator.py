@@ -95,7 +95,7 @@ class FairPrunedClassifier(FineTuningNet):
         Fractions of all epochs (GMP included) at which the learning rate is multiplied by
         ``lr_gamma``, as in the paper. ``None`` keeps it constant.
     lr_gamma : float, default=0.1
-        Learning-rate decay factor at each milestone (the paper's 0.1).
+        Learning-rate decay factor in (0, 1] at each milestone (the paper's 0.1).
     epoch_selection : {None, "accuracy"}, default=None
         ``"accuracy"`` keeps the fine-tuning epoch with the best accuracy on the validation
         split (``train_split`` required); with ``method="nft"`` the paper's NFT+ES, chosen on

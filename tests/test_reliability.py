@@ -313,3 +313,33 @@ def test_batchnorm_model_with_a_last_batch_of_one_sample_trains(digits):
     with pytest.raises(ValueError, match="BatchNorm .* batch_size >= 2"):
         FairPrunedClassifier(dense, batch_size=1, dense_layers=(), verbose=0).fit(
             X[:10], y[:10], groups=y[:10])
+
+
+@pytest.mark.parametrize("name, value", [
+    ("tolerance", 1e300), ("loss_tolerance", 1e300), ("max_multiplier_sum", 1e300),
+    ("dual_lr", 3e38), ("lr", 3e38), ("lr_gamma", 1.0), ("lr_gamma", 1e-300)])
+@pytest.mark.parametrize("method", ["ceag", "equalized_loss"])
+def test_extreme_valid_numbers_give_a_model_or_a_clear_error(digits, digits_dense, name, value,
+                                                             method):
+    """The extremes of every real parameter's valid range: the fit either ends with finite
+    predictions or stops with FloatingPointError naming the epoch; no overflow anywhere."""
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), method=method,
+                               pruning_epochs=1, max_epochs=1, verbose=0, **{name: value})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        try:
+            clf.fit(X, y, groups=y)
+        except FloatingPointError as exc:
+            assert "epoch" in str(exc)
+            return
+    assert np.isfinite(clf.predict_proba(X)).all()
+    assert np.isfinite(clf.multipliers_).all()
+
+
+@pytest.mark.parametrize("name, value", [("lr", 1e300), ("dual_lr", 1e300), ("lr_gamma", 2.0)])
+def test_steps_beyond_float32_are_refused(digits, digits_dense, name, value):
+    X, y = digits
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        FairPrunedClassifier(digits_dense, **{name: value}).fit(X, y, groups=y)
