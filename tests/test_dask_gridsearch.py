@@ -52,7 +52,7 @@ def test_grid_search_runs_on_the_cluster_like_locally(client, digits, digits_den
     workers = {task["worker"] for task in tasks.data}
     assert len(tasks.data) >= 4 and workers <= set(client.scheduler_info()["workers"])
     # both folds' GMP phases were stored by the workers in the shared cache directory
-    assert sum(1 for _ in tmp_path.rglob("output.pkl")) >= 2
+    assert sum(1 for _ in tmp_path.rglob("*.gmp.pt")) >= 2
     for key in ("mean_test_accuracy", "mean_test_max_eag", "split0_test_accuracy"):
         np.testing.assert_allclose(remote.cv_results_[key], local.cv_results_[key], atol=1e-6)
     np.testing.assert_allclose(remote.best_estimator_.predict_proba(X),
