@@ -15,6 +15,7 @@ from ._data import GROUPS_KEY, check_features, check_targets, forward, prepare_f
 from ._data import resolve_groups
 from ._params import validate_params
 from .callbacks import default_callbacks
+from .groups import either_labels
 from .paper import paper_defaults
 from .pruning import export_module
 from .report import disparity_report
@@ -228,7 +229,11 @@ class FairPrunedClassifier(FineTuningNet):
         return default_callbacks(keys_ignored=_NOT_SHOWN)
 
     # -- fit -----------------------------------------------------------------------------
-    def fit(self, X, y=None, groups=None, **fit_params):
+    # routing sends `groups` (the CV splitter's) to fit only on request; sensitive_features
+    __metadata_request__fit = {"groups": False}
+    __metadata_request__partial_fit = {"groups": False}
+
+    def fit(self, X, y=None, groups=None, sensitive_features=None, **fit_params):
         """Prune ``dense_module`` with GMP, then fine-tune it with ``method``.
 
         Parameters
@@ -237,27 +242,24 @@ class FairPrunedClassifier(FineTuningNet):
             Training inputs (with the group columns when a locator is set).
         y : array-like of shape (n_samples,)
             Class indices ``0 .. n_classes-1`` as output by ``dense_module``.
-        groups : array-like of shape (n_samples,), optional
-            Group label of every sample (any hashable). Optional when a locator is set.
+        groups, sensitive_features : array-like of shape (n_samples,), optional
+            Group label of every sample, under either name; route ``sensitive_features``
+            (fairlearn's name). Optional when a locator is set.
         **fit_params
             Passed to the module's ``forward`` (as in skorch).
-
-        Returns
-        -------
-        self
         """
         validate_params(self)
         with self.kept_if_no_epoch_runs():  # bad data on a refit leaves the fitted model
             if not self.warm_start or not self.initialized_:
                 self.initialize()
-            return self._train(X, y, groups, fit_params)
+            return self._train(X, y, either_labels(groups, sensitive_features), fit_params)
 
-    def partial_fit(self, X, y=None, classes=None, groups=None, **fit_params):
+    def partial_fit(self, X, y=None, classes=None, groups=None, sensitive_features=None, **kw):
         """Continue training (GMP then fine-tuning, counted from the first epoch)."""
         validate_params(self)
         if not self.initialized_:
             self.initialize()
-        return self._train(X, y, groups, fit_params)
+        return self._train(X, y, either_labels(groups, sensitive_features), kw)
 
     def _train(self, X, y, groups, fit_params):
         """Check and pack the data, then skorch's loop (the callbacks do the rest), inside a
@@ -316,14 +318,14 @@ class FairPrunedClassifier(FineTuningNet):
         """Class indices predicted by the dense reference model."""
         return self.predict_dense_proba(X).argmax(axis=1)
 
-    def disparity_report(self, X, y, groups=None) -> pd.DataFrame:
+    def disparity_report(self, X, y, groups=None, sensitive_features=None) -> pd.DataFrame:
         """Per-group accuracy of the dense and sparse models on ``(X, y)``.
 
         Parameters
         ----------
         X, y : inputs and true class indices (train or test data).
-        groups : array-like, optional
-            Group labels; defaults to the locator.
+        groups, sensitive_features : array-like, optional
+            Group labels under either name; defaults to the locator.
 
         Returns
         -------
@@ -332,10 +334,10 @@ class FairPrunedClassifier(FineTuningNet):
             (False for groups never seen in fit).
         """
         self.check_is_fitted(["fairness_"])
-        labels = resolve_groups(self.groups, X, y, groups)
+        labels = resolve_groups(self.groups, X, y, either_labels(groups, sensitive_features))
         if labels is None:
-            raise ValueError(
-                "disparity_report needs group labels: pass groups=... or set a locator.")
+            raise ValueError("disparity_report needs group labels: pass sensitive_features=... "
+                             "(or groups=...) or set a locator.")
         y = check_targets(y, self.n_classes_, len(labels))
         report = disparity_report(y, self.predict_dense(X), self.predict(X), labels, self.tolerance)
         known = set(self.groups_.tolist())

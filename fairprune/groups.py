@@ -27,6 +27,7 @@ __all__ = [
     "by_target",
     "check_locator",
     "drop_group_columns",
+    "either_labels",
     "encode_groups",
     "locate_groups",
 ]
@@ -139,6 +140,17 @@ def locate_groups(locator: GroupLocator, X: Any, y: Any = None) -> np.ndarray | 
         labels[:] = list(zip(*columns)) if len(columns) > 1 else [(v,) for v in columns[0]]
         return labels
     return check_label_array(locator(X, y), "groups")
+
+
+def either_labels(groups, sensitive_features):
+    """Group labels given as ``groups`` (the design card's name) or ``sensitive_features``
+    (fairlearn's, the one to route); both at once is an error."""
+    if groups is not None and sensitive_features is not None:
+        raise ValueError(
+            "Group labels were passed both as 'groups' and as 'sensitive_features'; pass them "
+            "once. Under metadata routing, 'groups' usually belongs to the CV splitter: route "
+            "fairness groups as sensitive_features (set_fit_request(sensitive_features=True)).")
+    return sensitive_features if sensitive_features is not None else groups
 
 
 def drop_group_columns(locator: GroupLocator, X: Any) -> Any:

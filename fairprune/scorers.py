@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics._scorer import _BaseScorer
 from sklearn.pipeline import Pipeline
+from sklearn.utils.metadata_routing import MetadataRequest
 
-from .groups import locate_groups
+from .groups import either_labels, locate_groups
 from .metrics import max_excess_accuracy_gap, pairwise_disparity
 
 __all__ = [
@@ -88,15 +89,29 @@ class DisparityScorer(_BaseScorer):
             )
         super().__init__(metric, 1 if greater_is_better else -1, {}, response_method="predict")
 
-    def __call__(self, estimator, X, y_true, groups=None, **kwargs):
-        """Score ``estimator`` on ``X``; ``groups`` may be given directly."""
+    def __call__(self, estimator, X, y_true, groups=None, sensitive_features=None, **kwargs):
+        """Score ``estimator`` on ``X``; group labels may be given directly, as
+        ``sensitive_features`` or ``groups``."""
         if kwargs:
             raise TypeError(f"Unexpected arguments for a disparity scorer: {sorted(kwargs)}.")
-        return self._score(None, estimator, X, y_true, groups=groups)
+        return self._score(None, estimator, X, y_true, groups=groups,
+                           sensitive_features=sensitive_features)
 
-    def _score(self, method_caller, estimator, X, y_true, groups=None, **kwargs):
+    def _get_metadata_request(self):
+        """Under metadata routing the scorer asks for ``sensitive_features`` and not for
+        ``groups`` (the CV splitter's), unless ``set_score_request`` says otherwise."""
+        if hasattr(self, "_metadata_request"):
+            return super()._get_metadata_request()
+        request = MetadataRequest(owner=self)
+        request.score.add_request(param="sensitive_features", alias=True)
+        request.score.add_request(param="groups", alias=False)
+        return request
+
+    def _score(self, method_caller, estimator, X, y_true, groups=None, sensitive_features=None,
+               **kwargs):
         if kwargs:
             raise TypeError(f"Unexpected metadata for a disparity scorer: {sorted(kwargs)}.")
+        groups = either_labels(groups, sensitive_features)
         final, to_final_input = _final_step(estimator)
         if not hasattr(final, "predict_dense"):
             raise TypeError(

@@ -268,3 +268,19 @@ def test_groups_both_ways_must_agree(digits, digits_dense):
     with pytest.raises(ValueError, match="both to fit and through the locator"):
         clf.fit(frame, y, groups=y)
     clf.fit(frame, y, groups=frame["digit_group"])  # same values: fine
+
+
+def test_dataframe_columns_are_checked_at_predict_and_report(digits, digits_dense):
+    X, y = digits
+    frame = pd.DataFrame(X).rename(columns=lambda c: f"px{c}")
+    clf = small(digits_dense).fit(frame, y, groups=y)
+    assert clf.n_features_in_ == 64 and list(clf.feature_names_in_) == list(frame.columns)
+    reordered = frame[list(reversed(frame.columns))]
+    renamed = frame.rename(columns={"px0": "other"})
+    for bad in (reordered, renamed):
+        with pytest.raises(ValueError, match="feature names"):
+            clf.predict(bad)
+        with pytest.raises(ValueError, match="feature names"):
+            clf.disparity_report(bad, y, groups=y)
+    with pytest.raises(ValueError, match="X has 10 features"):
+        clf.predict(X[:, :10])
