@@ -240,7 +240,7 @@ def prepare_fit_data(net, X, y, groups):
         raise ValueError(
             "FairPrunedClassifier.fit needs group labels: pass fit(X, y, groups=g), set a "
             "locator (groups='column', groups=['a', 'b'] or groups=by_target), or route "
-            "them with set_fit_request(groups=True) under metadata routing."
+            "them with set_fit_request(sensitive_features=True) under metadata routing."
         )
     fresh = net.fairness_ is None
     features = check_features(net, X, reset=fresh)

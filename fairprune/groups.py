@@ -3,7 +3,7 @@
 Three pathways lead group labels to the library (DESIGN §2):
 
 1. passed directly, ``clf.fit(X, y, groups=g)``;
-2. routed by scikit-learn's metadata routing (``set_fit_request(groups=True)``);
+2. routed by scikit-learn's metadata routing (``set_fit_request(sensitive_features=True)``);
 3. located inside ``X`` by the estimator's ``groups`` parameter: a column name of a DataFrame
    (or key of a dict / ``skorch.helper.SliceDict``), a list of names for intersectional groups,
    or a picklable callable ``f(X, y) -> labels`` such as :func:`by_target`.

@@ -5,9 +5,9 @@ Scorers follow sklearn's "greater is better" rule: they return the *negated* met
 of the fitted estimator — or of the last step of a ``Pipeline``, after the earlier steps'
 ``transform`` — on the scored fold.
 
-Groups come from routed metadata (``sklearn.set_config(enable_metadata_routing=True)`` and
-``scorer.set_score_request(groups=True)``), from a ``groups=`` argument when a scorer is
-called directly, or from the estimator's ``groups`` locator. A scorer that finds no groups
+Groups come from routed metadata (``sklearn.set_config(enable_metadata_routing=True)``: the
+scorers request ``sensitive_features``), from a ``sensitive_features=`` (or ``groups=``)
+argument when a scorer is called directly, or from the estimator's ``groups`` locator. A scorer that finds no groups
 raises a ``ValueError``: it never returns NaN (which GridSearchCV would record silently).
 """
 
@@ -33,10 +33,11 @@ __all__ = [
 
 NO_GROUPS_MESSAGE = (
     "{name} needs group labels, but none reached it: the estimator has no 'groups' locator "
-    "and no 'groups' were passed. Either give the estimator a locator (groups='column' or "
-    "groups=by_target), or enable metadata routing "
-    "(sklearn.set_config(enable_metadata_routing=True)) and call "
-    "scorer.set_score_request(groups=True) and estimator.set_fit_request(groups=True)."
+    "and no sensitive_features were passed. Either give the estimator a locator "
+    "(groups='column' or groups=by_target), or enable metadata routing "
+    "(sklearn.set_config(enable_metadata_routing=True)), call "
+    "estimator.set_fit_request(sensitive_features=True) and pass sensitive_features=... to "
+    "the search."
 )
 
 
@@ -148,7 +149,7 @@ def make_disparity_scorer(metric: Callable[..., float], greater_is_better: bool 
     -------
     DisparityScorer
         Usable as ``scoring=`` in ``GridSearchCV``/``cross_validate``; supports
-        ``set_score_request(groups=True)`` under metadata routing.
+        ``sensitive_features`` under metadata routing (``groups`` only on request).
     """
     return DisparityScorer(metric, greater_is_better=greater_is_better)
 
