@@ -343,3 +343,19 @@ def test_steps_beyond_float32_are_refused(digits, digits_dense, name, value):
     X, y = digits
     with pytest.raises(ValueError, match=f"'{name}' parameter"):
         FairPrunedClassifier(digits_dense, **{name: value}).fit(X, y, groups=y)
+
+
+def test_the_warning_names_groups_whose_constraints_never_acted(digits, digits_dense):
+    X, y = digits
+
+    def group_nine_held_out(dataset, y=None, **kwargs):
+        """A validation split holding every sample of class (and group) 9."""
+        labels = np.asarray(y)
+        train, valid = np.flatnonzero(labels != 9), np.flatnonzero(labels == 9)
+        return torch.utils.data.Subset(dataset, train), torch.utils.data.Subset(dataset, valid)
+
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.9, tolerance=0.0, dense_layers=(),
+                               pruning_epochs=1, max_epochs=1, verbose=0,
+                               train_split=group_nine_held_out)
+    with pytest.warns(FairnessToleranceWarning, match=r"constraints of \[9\] never acted"):
+        clf.fit(X, y, groups=y)
