@@ -11,7 +11,14 @@ import pandas as pd
 from ._validation import check_tolerance
 from .metrics import checked_predictions, correct, per_group_mean
 
-__all__ = ["REPORT_COLUMNS", "disparity_report", "plot_disparity"]
+__all__ = [
+    "RATE_COLUMNS",
+    "REPORT_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "disparity_report",
+    "metric_frames",
+    "plot_disparity",
+]
 
 REPORT_COLUMNS = [
     "group",
@@ -22,6 +29,40 @@ REPORT_COLUMNS = [
     "excess_accuracy_gap",
     "violates",
 ]
+#: The summary of the table, repeated on every row so that it survives ``to_csv`` and
+#: ``to_parquet`` (it is also on ``report.attrs``).
+SUMMARY_COLUMNS = ["overall_gap", "pairwise_disparity", "max_excess_accuracy_gap", "tolerance"]
+#: Binary targets only: true and false positive rates and selection rate of both models.
+RATE_COLUMNS = [f"{model}_{rate}" for rate in ("tpr", "fpr", "selection_rate")
+                for model in ("dense", "sparse")]
+
+
+def _binary_rates(y_true, dense, sparse, codes, n_groups, pos_label) -> dict:
+    """Per-group TPR, FPR and selection rate of both models (NaN where undefined)."""
+    positive, negative = y_true == pos_label, y_true != pos_label
+    counts_pos = np.bincount(codes, weights=positive, minlength=n_groups)
+    counts_neg = np.bincount(codes, weights=negative, minlength=n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)
+    rates = {}
+    for model, pred in (("dense", dense), ("sparse", sparse)):
+        selected = pred == pos_label
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates[f"{model}_tpr"] = np.bincount(
+                codes, weights=selected & positive, minlength=n_groups) / counts_pos
+            rates[f"{model}_fpr"] = np.bincount(
+                codes, weights=selected & negative, minlength=n_groups) / counts_neg
+            rates[f"{model}_selection_rate"] = np.bincount(
+                codes, weights=selected, minlength=n_groups) / sizes
+    return {name: rates[name] for name in RATE_COLUMNS}
+
+
+def _positive_label(y_true, dense, sparse, pos_label):
+    """The positive class of a binary problem, or None when the targets are not binary."""
+    if pos_label is not None:
+        return pos_label
+    values = set(np.unique(y_true).tolist()) | set(np.unique(dense).tolist()) | set(
+        np.unique(sparse).tolist())
+    return 1 if values <= {0, 1} else None
 
 
 def disparity_report(
@@ -30,6 +71,7 @@ def disparity_report(
     y_pred_sparse: Any,
     groups: Any,
     tolerance: float | None = None,
+    pos_label: Any = None,
 ) -> pd.DataFrame:
     """Per-group accuracy of the dense and sparse models and the disparity of pruning.
 
@@ -39,14 +81,20 @@ def disparity_report(
         True labels, the dense and sparse models' predictions, each sample's group label.
     tolerance : float, optional
         ε; when given, ``violates`` marks the groups with ``ψ_g > ε``.
+    pos_label : optional
+        Positive class of a binary target. By default 1 when every label is 0 or 1; the
+        rate columns are left out for other targets unless it is given.
 
     Returns
     -------
     pandas.DataFrame
         One row per group with columns ``group, n, dense_accuracy, sparse_accuracy,
         accuracy_gap`` (Δ_g), ``excess_accuracy_gap`` (ψ_g) and ``violates`` (``ψ_g > ε``;
-        ``<NA>`` without a tolerance). ``report.attrs`` holds ``overall_gap`` (Δ),
-        ``pairwise_disparity`` (Ψ_PW), ``max_excess_accuracy_gap`` (max ψ_g),
+        ``<NA>`` without a tolerance); then the summary on every row (:data:`SUMMARY_COLUMNS`:
+        Δ, Ψ_PW, max ψ_g, ε), so that it survives ``to_csv``; for binary targets the true and
+        false positive rates and selection rates of both models (:data:`RATE_COLUMNS`, NaN
+        where a group has no positive or no negative sample). ``report.attrs`` holds
+        ``overall_gap``, ``pairwise_disparity``, ``max_excess_accuracy_gap``,
         ``dense_accuracy``, ``sparse_accuracy``, ``tolerance`` and ``n_violating``.
 
     Examples
@@ -84,8 +132,17 @@ def disparity_report(
             "accuracy_gap": gaps,
             "excess_accuracy_gap": excess,
             "violates": violates,
+            "overall_gap": overall,
+            "pairwise_disparity": float(gaps.max() - gaps.min()),
+            "max_excess_accuracy_gap": float(excess.max()),
+            "tolerance": np.nan if tolerance is None else tolerance,
         }
     )
+    pos_label = _positive_label(y_true, dense, sparse, pos_label)
+    if pos_label is not None:
+        for name, values in _binary_rates(y_true, dense, sparse, codes, n_groups,
+                                          pos_label).items():
+            report[name] = values
     report.attrs.update(
         {
             "overall_gap": overall,
@@ -98,6 +155,47 @@ def disparity_report(
         }
     )
     return report
+
+
+def metric_frames(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any,
+                  sensitive_features: Any, metrics: Mapping | None = None) -> dict:
+    """fairlearn ``MetricFrame`` objects of the dense and the sparse model.
+
+    A bridge to fairlearn's toolbox (``.by_group``, ``.difference()``, ``.ratio()`` ...)
+    for the same predictions a :func:`disparity_report` describes. Needs the optional
+    ``fairlearn`` dependency (``pip install "fairprune[fairlearn]"``).
+
+    Parameters
+    ----------
+    y_true, y_pred_dense, y_pred_sparse, sensitive_features : array-like of shape (n_samples,)
+        True labels, both models' predictions and each sample's group label.
+    metrics : mapping of str to callable, optional
+        fairlearn-style metrics ``f(y_true, y_pred)``. Default: accuracy, and for binary
+        targets (labels 0 and 1) also true and false positive rates and selection rate.
+
+    Returns
+    -------
+    dict
+        ``{"dense": MetricFrame, "sparse": MetricFrame}``.
+    """
+    try:
+        from fairlearn import metrics as fl
+    except ImportError as exc:
+        raise ImportError(
+            "metric_frames needs fairlearn: pip install 'fairprune[fairlearn]'.") from exc
+    from sklearn.metrics import accuracy_score
+
+    y_true, dense, sparse, labels, codes = checked_predictions(
+        y_true, y_pred_dense, y_pred_sparse, sensitive_features)
+    groups = pd.Series(np.asarray(labels, dtype=object)[codes], name="group")
+    if metrics is None:
+        metrics = {"accuracy": accuracy_score}
+        if _positive_label(y_true, dense, sparse, None) is not None:
+            metrics.update(tpr=fl.true_positive_rate, fpr=fl.false_positive_rate,
+                           selection_rate=fl.selection_rate)
+    return {model: fl.MetricFrame(metrics=dict(metrics), y_true=y_true, y_pred=pred,
+                                  sensitive_features=groups)
+            for model, pred in (("dense", dense), ("sparse", sparse))}
 
 
 def plot_disparity(
