@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .estimator import FairPrunedClassifier
 from .exceptions import FairnessToleranceWarning, GMPCacheWarning
 from .paper import paper_defaults
-from .report import disparity_report, plot_disparity
+from .report import disparity_report, plot_disparity, plot_history
 
 try:
     __version__ = version("fairprune")
@@ -24,4 +24,5 @@ __all__ = [
     "disparity_report",
     "paper_defaults",
     "plot_disparity",
+    "plot_history",
 ]

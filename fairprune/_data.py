@@ -226,12 +226,19 @@ def iter_logits(net, module: torch.nn.Module, dataset) -> Iterator[tuple]:
         module.train(was_training)
 
 
-def prepare_fit_data(net, X, y, groups):
+def prepare_fit_data(net, X, y, groups, fit_params=None, classes=None):
     """Check a fit's inputs and pack features with group codes: ``(packed, y)``.
 
     A fresh fit encodes the groups and records the feature count; a fit that continues
-    (``warm_start``, ``partial_fit``) checks the data against them.
+    (``warm_start``, ``partial_fit``) checks the data against them. ``sample_weight`` is
+    refused (the constraints weigh groups, not samples), and ``classes`` (``partial_fit``)
+    must be the dense module's classes ``0 .. n_classes - 1``.
     """
+    if fit_params and "sample_weight" in fit_params:
+        raise TypeError(
+            "FairPrunedClassifier does not support sample_weight: the losses, group "
+            "accuracies and constraints weigh every training sample equally. Resample the "
+            "data instead, or drop sample_weight.")
     prunable_layers(net.dense_module, tuple(net.dense_layers))  # bad names fail first
     if y is None:
         check_targets(None, 0, 0)
@@ -252,6 +259,10 @@ def prepare_fit_data(net, X, y, groups):
     if fresh:
         net.group_encoder_ = GroupEncoder().fit(labels)
     net.n_classes_ = int(logits.shape[1])
+    if classes is not None and not np.array_equal(np.unique(classes), np.arange(net.n_classes_)):
+        raise ValueError(
+            f"'classes' must be the dense module's classes 0 .. {net.n_classes_ - 1} (its "
+            f"{net.n_classes_} outputs); got {np.unique(classes).tolist()[:10]}.")
     return pack(features, net.group_encoder_.transform(labels)), y
 
 

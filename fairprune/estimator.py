@@ -259,9 +259,9 @@ class FairPrunedClassifier(FineTuningNet):
         validate_params(self)
         if not self.initialized_:
             self.initialize()
-        return self._train(X, y, either_labels(groups, sensitive_features), kw)
+        return self._train(X, y, either_labels(groups, sensitive_features), kw, classes)
 
-    def _train(self, X, y, groups, fit_params):
+    def _train(self, X, y, groups, fit_params, classes=None):
         """Check and pack the data, then skorch's loop (the callbacks do the rest), inside a
         seeded fork of the torch RNG."""
         seed = self.random_state
@@ -269,7 +269,7 @@ class FairPrunedClassifier(FineTuningNet):
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            packed, y = prepare_fit_data(self, X, y, groups)
+            packed, y = prepare_fit_data(self, X, y, groups, fit_params, classes)
             super().partial_fit(packed, y, **fit_params)
         return self
 

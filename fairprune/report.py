@@ -18,6 +18,7 @@ __all__ = [
     "disparity_report",
     "metric_frames",
     "plot_disparity",
+    "plot_history",
 ]
 
 REPORT_COLUMNS = [
@@ -264,3 +265,54 @@ def plot_disparity(
     if n_series > 1 or tolerance is not None:
         ax.legend(fontsize=8)
     return ax
+
+
+def plot_history(clf, axes=None, *, top_k: int | None = 10):
+    """ψ_g, multipliers and training accuracy over the epochs of a fitted estimator.
+
+    Three panels sharing the epoch axis, with the GMP epochs shaded: the training excess
+    accuracy gap of each group (``history[:, "train_eag"]``) with the ε line, each group's
+    Lagrange multiplier, and the training accuracy. The matplotlib backend is left as it is.
+
+    Parameters
+    ----------
+    clf : FairPrunedClassifier
+        A fitted estimator (its ``history`` and ``groups_``).
+    axes : sequence of three matplotlib Axes, optional
+        Where to draw; a new figure otherwise.
+    top_k : int or None, default=10
+        Draw the ``top_k`` groups with the largest final ψ_g (None: all).
+
+    Returns
+    -------
+    numpy.ndarray of matplotlib Axes
+    """
+    import matplotlib.pyplot as plt
+
+    history = clf.history
+    if not len(history):
+        raise ValueError("plot_history needs a fitted estimator: its history is empty.")
+    epochs = np.arange(1, len(history) + 1)
+    psi = np.array(history[:, "train_eag"], dtype=float)
+    multipliers = np.array(history[:, "multipliers"], dtype=float)
+    names = [str(g) for g in clf.groups_]
+    order = np.argsort(-np.nan_to_num(psi[-1], nan=-np.inf))
+    order = order if top_k is None else order[:top_k]
+    if axes is None:
+        _, axes = plt.subplots(3, 1, sharex=True, figsize=(7, 7))
+    axes = np.asarray(axes)
+    gmp = [epoch for epoch, phase in zip(epochs, history[:, "phase"]) if phase == "gmp"]
+    for ax in axes:
+        if gmp:
+            ax.axvspan(min(gmp) - 0.5, max(gmp) + 0.5, color="0.9", label="GMP")
+    for g in order:
+        axes[0].plot(epochs, psi[:, g], marker=".", label=names[g])
+        axes[1].plot(epochs, multipliers[:, g], marker=".", label=names[g])
+    axes[0].axhline(clf.tolerance, color="k", linestyle="--", linewidth=1, label="ε")
+    axes[0].set_ylabel("training ψ_g")
+    axes[1].set_ylabel("multiplier λ_g")
+    axes[2].plot(epochs, history[:, "train_acc"], marker=".", color="k")
+    axes[2].set_ylabel("training accuracy")
+    axes[2].set_xlabel("epoch")
+    axes[0].legend(fontsize=7, ncol=2)
+    return axes

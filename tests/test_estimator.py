@@ -284,3 +284,27 @@ def test_dataframe_columns_are_checked_at_predict_and_report(digits, digits_dens
             clf.disparity_report(bad, y, groups=y)
     with pytest.raises(ValueError, match="X has 10 features"):
         clf.predict(X[:, :10])
+
+
+def test_user_facing_conventions(digits, digits_dense, tmp_path):
+    """A readable repr, public params only, plot_history, and clear refusals of
+    sample_weight and of classes that are not the module's."""
+    import matplotlib.pyplot as plt
+
+    from fairprune import plot_history
+
+    X, y = digits
+    clf = small(digits_dense, sparsity=0.7)
+    assert repr(clf).startswith("FairPrunedClassifier(dense_module=Sequential, sparsity=0.7")
+    assert not [name for name in clf.get_params() if name.startswith("_")]
+    with pytest.raises(TypeError, match="does not support sample_weight"):
+        clf.fit(X, y, groups=y, sample_weight=np.ones(len(y)))
+    with pytest.raises(ValueError, match="'classes' must be the dense module's classes"):
+        small(digits_dense).partial_fit(X, y, classes=[0, 1], groups=y)
+    clf.fit(X, y, groups=y)
+    assert "fitted:" in repr(clf) and "groups" in repr(clf)
+    small(digits_dense).partial_fit(X, y, classes=np.arange(10), groups=y)
+    axes = plot_history(clf)
+    assert len(axes) == 3 and len(axes[0].lines) == 10 + 1  # ten groups and the ε line
+    axes[0].figure.savefig(tmp_path / "history.png")
+    plt.close(axes[0].figure)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Mapping
 
 import numpy as np
@@ -276,6 +277,38 @@ class FineTuningNet(NeuralNetClassifier):
         """Per-layer sparsity of the sparse model (see :func:`fairprune.pruning.sparsity_table`)."""
         self.check_is_fitted(["masks_"])
         return sparsity_table(self.module_, self.prunable_layers_)
+
+    # -- parameters and display ----------------------------------------------------------
+    def get_params(self, deep=True, **kwargs):
+        """skorch's parameters without its private bookkeeping (names starting with ``_``)."""
+        params = super().get_params(deep=deep, **kwargs)
+        return {key: value for key, value in params.items() if not key.startswith("_")}
+
+    def __repr__(self) -> str:
+        """``FairPrunedClassifier(dense_module=MLP, sparsity=0.8, ...)``: the parameters that
+        differ from their defaults, then what a fit learned."""
+        defaults = {}
+        for cls in type(self).__mro__:  # ours, then skorch's classifier and net defaults
+            if "__init__" in vars(cls):
+                for name, p in inspect.signature(cls.__init__).parameters.items():
+                    defaults.setdefault(name, p.default)
+        shown = [f"dense_module={type(self.dense_module).__name__}"]
+        for name, value in self.get_params(deep=False).items():
+            if name in ("dense_module", "module") or "__" in name:
+                continue
+            default = defaults.get(name, inspect.Parameter.empty)
+            try:
+                same = default is not inspect.Parameter.empty and bool(value == default)
+            except Exception:  # noqa: BLE001 - arrays, modules: show them
+                same = False
+            if not same:
+                text = repr(value)
+                shown.append(f"{name}={text if len(text) <= 40 else text[:37] + '...'}")
+        text = f"{type(self).__name__}({', '.join(shown)})"
+        if getattr(self, "fairness_", None) is not None and len(self.history):
+            text += (f"\n  fitted: {len(self.history)} epochs, {len(self.groups_)} groups, "
+                     f"sparsity_={self.sparsity_:.3f}")
+        return text
 
     # -- persistence -----------------------------------------------------------------------
     def load_params(self, *args, **kwargs):
