@@ -107,7 +107,8 @@ def _child(directory: str, dense_path: str, threads: int) -> None:
 
 def test_sigkill_at_random_moments_never_yields_a_silent_mix(digits, digits_dense, tmp_path):
     """A child process fits with checkpoints and is killed (SIGKILL) at 30 seeded random
-    moments; every resume matches the uninterrupted run or refuses with CheckpointError."""
+    moments; every resume (re-running the same fit) matches the uninterrupted run or refuses
+    with CheckpointError — also when the kill came after the last save."""
     X, y = digits
     dense_path = tmp_path / "dense.pt"
     torch.save(digits_dense, dense_path)
@@ -126,7 +127,7 @@ def test_sigkill_at_random_moments_never_yields_a_silent_mix(digits, digits_dens
         duration = time.perf_counter() - start
 
     rng = np.random.default_rng(0)
-    outcomes = {"resumed": 0, "refused": 0, "finished": 0}
+    outcomes = {"killed": 0, "finished": 0, "resumed": 0, "refused": 0}
     for trial in range(30):
         directory = tmp_path / f"run{trial}"
         child = ctx.Process(target=_child, args=(str(directory), str(dense_path), threads))
@@ -135,9 +136,7 @@ def test_sigkill_at_random_moments_never_yields_a_silent_mix(digits, digits_dens
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
         child.join(60)
-        if child.exitcode == 0:  # finished before the kill: a refit would train more epochs
-            outcomes["finished"] += 1
-            continue
+        outcomes["finished" if child.exitcode == 0 else "killed"] += 1
         try:
             resumed = _fit(digits_dense, X, y, directory)
         except CheckpointError:
@@ -146,4 +145,15 @@ def test_sigkill_at_random_moments_never_yields_a_silent_mix(digits, digits_dens
         outcomes["resumed"] += 1
         np.testing.assert_array_equal(resumed.predict_proba(X), expected)
     print(outcomes)
-    assert outcomes["resumed"] >= 10, outcomes
+    assert outcomes["killed"] >= 10 and outcomes["resumed"] >= 10, outcomes
+
+
+def test_rerunning_a_finished_fit_gives_the_finished_model(digits, digits_dense, tmp_path):
+    X, y = digits
+    first = _fit(digits_dense, X, y, tmp_path)
+    again = _fit(digits_dense, X, y, tmp_path)  # the script run twice: nothing left to train
+    assert len(again.history) == len(first.history) == 5
+    np.testing.assert_array_equal(again.predict_proba(X), first.predict_proba(X))
+    more = FairPrunedClassifier(digits_dense, **PARAMS).fit(X, y, groups=y)
+    more.partial_fit(X, y, groups=y)  # partial_fit continues: max_epochs more
+    assert len(more.history) == 5 + PARAMS["max_epochs"]

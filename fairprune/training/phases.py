@@ -52,10 +52,14 @@ def phase_of(net, epoch: int) -> str:
 
 
 def epochs_to_run(net) -> int:
-    """Epochs a call to ``fit`` still runs: all of them for a fresh model, the rest after
-    resuming from a checkpoint; a finished model trains ``max_epochs`` more."""
+    """Epochs a call still runs: all of them for a fresh model, the rest after resuming from
+    a checkpoint (none when the checkpoint is complete: re-running a finished script gives
+    the finished model). ``partial_fit`` and ``warm_start`` continue a finished model by
+    ``max_epochs`` more."""
     total, done = total_epochs(net), len(net.history)
-    return total - done if done < total else net.max_epochs
+    if done < total:
+        return total - done
+    return 0 if net.__dict__.get("fit_mode_") == "fresh" else net.max_epochs
 
 
 def includes_whole_gmp_phase(net, epochs: int) -> bool:
