@@ -51,13 +51,13 @@ class NonFiniteLossGuard(Callback):
         # the last step's update comes after its loss was checked: check the result once an
         # epoch (one host sync)
         if not all_finite(net):
-            epoch = len(net.history)
+            epoch, batches = len(net.history), len(net.history[-1]["batches"])
             self.restore_(net)
             raise FloatingPointError(
-                f"The weights or multipliers became NaN/inf during epoch {epoch} (1-based), "
-                "after the last loss was computed. Training stopped; the weights of the end "
-                "of the previous epoch were restored. Lower 'lr' or clip gradients "
-                "(skorch.callbacks.GradientNormClipping).")
+                f"The weights or multipliers became NaN/inf in epoch {epoch}, at the latest in "
+                f"its last step (batch {batches}, 1-based), after every loss of the epoch was "
+                "finite. Training stopped; the weights of the end of the previous epoch were "
+                "restored. Lower 'lr' or clip gradients (skorch.callbacks.GradientNormClipping).")
 
     def on_train_end(self, net, **kwargs):
         self.snapshot_ = None
