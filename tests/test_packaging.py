@@ -4,6 +4,7 @@ dependencies it imports, and runs the quickstart when installed outside the sour
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import sysconfig
@@ -96,7 +97,8 @@ def test_installed_wheel_runs_the_quickstart_outside_the_source_tree(wheel, tmp_
          "import runpy, sys, fairprune; print('from', fairprune.__file__); "
          f"sys.argv = ['quickstart', '--quick']; runpy.run_path({str(script)!r}, "
          "run_name='__main__')"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})  # no source tree
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"from {site}" in result.stdout
     assert "max" in result.stdout.lower()
