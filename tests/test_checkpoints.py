@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback, LoadInitState
+from skorch.callbacks import LoadInitState
+from test_reliability import InterruptAt
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.callbacks import CheckpointError, fair_checkpoint
@@ -32,15 +33,6 @@ def _fit(dense, X, y, directory, **extra):
         return clf.fit(X, y, groups=y)
 
 
-class StopAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, net, **kwargs):
-        if len(net.history) == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_a_save_writes_a_manifest_of_every_file(digits, digits_dense, tmp_path):
     X, y = digits
     _fit(digits_dense, X, y, tmp_path)
@@ -55,7 +47,7 @@ def _damaged_checkpoint(digits, digits_dense, tmp_path, damage):
     X, y = digits
     early, late = tmp_path / "early", tmp_path / "late"
     cp = fair_checkpoint(str(early))
-    FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp), ("stop", StopAt(3))]
+    FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp), ("stop", InterruptAt(3))]
                          ).fit(X, y, groups=y)  # two epochs saved
     _fit(digits_dense, X, y, late)  # five epochs saved
     if damage == "mixed_epochs":
