@@ -70,3 +70,34 @@ def test_both_names_at_once_is_an_error(digits, digits_dense):
     assert report["group"].tolist() == ["a", "b"]
     assert neg_max_excess_gap_scorer(fitted, X, y, sensitive_features=race) == pytest.approx(
         -report.attrs["max_excess_accuracy_gap"])
+
+
+def test_heldout_monitoring_matches_a_report_on_the_validation_rows(digits, digits_dense):
+    """With a validation split, history gives the held-out ψ_g of every epoch (eval mode, end
+    of epoch, against the dense model on those rows); without one, the keys are absent."""
+    import torch
+
+    from fairprune import disparity_report
+
+    X, y = digits
+    n_valid = 300
+
+    def last_rows(dataset, y=None, **kwargs):
+        n = len(dataset)
+        return (torch.utils.data.Subset(dataset, range(n - n_valid)),
+                torch.utils.data.Subset(dataset, range(n - n_valid, n)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        clf = _clf(digits_dense, sparsity=0.8, train_split=last_rows).fit(
+            X, y, groups=y)
+        plain = _clf(digits_dense, sparsity=0.8).fit(X, y, groups=y)
+    Xv, yv = X[-n_valid:], y[-n_valid:]
+    report = disparity_report(yv, clf.predict_dense(Xv), clf.predict(Xv), yv)
+    last = clf.history[-1]
+    assert last["valid_max_eag"] == pytest.approx(report.attrs["max_excess_accuracy_gap"],
+                                                  abs=1e-6)
+    assert last["valid_psi_pw"] == pytest.approx(report.attrs["pairwise_disparity"], abs=1e-6)
+    np.testing.assert_allclose(last["valid_eag"], report["excess_accuracy_gap"], atol=1e-6)
+    assert all("valid_max_eag" in row for row in clf.history)
+    assert not any("valid_max_eag" in row or "valid_eag" in row for row in plain.history)

@@ -21,6 +21,14 @@ class FairnessLogger(Callback):
     predictions against the dense model's training accuracy, ``multipliers`` (one float per
     group, JSON-serialisable), ``max_multiplier`` and ``n_violated`` (groups with ψ_g > ε in
     the epoch). One host synchronisation per epoch.
+
+    The ``train_*`` values are running estimates: each sample is scored in training mode
+    (augmentation, BatchNorm batch statistics) when its batch is trained on, while the weights
+    still change; ``train_report_`` scores the final weights in eval mode, so the two differ.
+    With a validation split (``train_split``) the keys ``valid_eag``, ``valid_max_eag`` and
+    ``valid_psi_pw`` give the same for the held-out rows, scored in eval mode at the end of the
+    epoch (during skorch's validation pass: no extra forward pass) against the dense model's
+    accuracy on those rows (computed once per fit); ``valid_acc`` is skorch's.
     """
 
     def on_epoch_begin(self, net, **kwargs):
@@ -40,6 +48,12 @@ class FairnessLogger(Callback):
         net.history.record(
             "train_psi_pw", float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan
         )
+        heldout = state.epoch_excess_gaps(heldout=True).cpu().numpy().astype(np.float64)
+        if (~np.isnan(heldout)).any():  # a validation split was evaluated this epoch
+            seen = ~np.isnan(heldout)
+            net.history.record("valid_eag", [round(float(v), 6) for v in heldout])
+            net.history.record("valid_max_eag", float(heldout[seen].max()))
+            net.history.record("valid_psi_pw", float(heldout[seen].max() - heldout[seen].min()))
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
         net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
         net.history.record("max_multiplier", float(multipliers.max()))

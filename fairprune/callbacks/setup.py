@@ -43,13 +43,15 @@ class FairnessSetup(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         if net.fairness_ is not None:
             return
-        dataset_train, _ = net.get_split_datasets(X, y)
+        dataset_train, dataset_valid = net.get_split_datasets(X, y)
         n_groups = net.group_encoder_.n_groups
         state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device)
         losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
         state.reference.fill(losses, correct, group_ids)
         if state.buffer is not None:  # small groups: ready once they hold all their samples
             state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
+        if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
+            state.heldout.fill(*per_sample_evaluation(net, net.dense_module_, dataset_valid))
         masks = MaskSet()
         masks.target_sparsity = 0.0
         net.set_fairness_state_(state, masks)

@@ -82,6 +82,10 @@ class FairnessState(nn.Module):
         # running sums over the current epoch, for history diagnostics
         self.register_buffer("epoch_correct", torch.zeros(num_groups, device=device))
         self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
+        # the same on the held-out (validation) rows, against the dense model on those rows
+        self.heldout = DenseReference(num_groups, device)
+        self.register_buffer("heldout_correct", torch.zeros(num_groups, device=device))
+        self.register_buffer("heldout_count", torch.zeros(num_groups, device=device))
 
     def multiplier_values(self) -> torch.Tensor:
         if self.multiplier is None:
@@ -106,31 +110,40 @@ class FairnessState(nn.Module):
         weight.copy_(project_capped_simplex(weight.flatten(), max_sum).view_as(weight))
 
     @torch.no_grad()
-    def record(self, group_ids: torch.Tensor, correct: torch.Tensor) -> None:
-        self.epoch_correct.index_add_(0, group_ids, correct.to(self.epoch_correct.dtype))
-        self.epoch_count.index_add_(0, group_ids, torch.ones_like(self.epoch_count[group_ids]))
+    def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,
+               heldout: bool = False) -> None:
+        """Add a batch's per-sample correctness to the epoch's sums (training or held-out)."""
+        sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
+                        else (self.epoch_correct, self.epoch_count))
+        sums.index_add_(0, group_ids, correct.to(sums.dtype))
+        counts.index_add_(0, group_ids, torch.ones_like(counts[group_ids]))
 
     @torch.no_grad()
-    def epoch_excess_gaps(self) -> torch.Tensor:
-        """``ψ_g`` of the epoch's training predictions (NaN for groups not seen)."""
-        correct, count = self.epoch_totals()
+    def epoch_excess_gaps(self, *, heldout: bool = False) -> torch.Tensor:
+        """``ψ_g`` of the epoch's training predictions — train mode, as the model learns — or,
+        with ``heldout=True``, of the held-out rows (eval mode, end of epoch) against the dense
+        model on the same rows. NaN for groups not seen."""
+        correct, count = self.epoch_totals(heldout=heldout)
         seen = count > 0
         sparse = correct / count.clamp(min=1)
-        dense = self.reference.group_accuracy
+        dense = (self.heldout if heldout else self.reference).group_accuracy
         gaps = dense - sparse
         overall = weighted_overall(gaps, count, seen)
         return torch.where(seen, gaps - overall, torch.full_like(gaps, float("nan")))
 
     @torch.no_grad()
-    def epoch_totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def epoch_totals(self, *, heldout: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Correct predictions and samples per group this epoch, summed over data-parallel
         processes."""
+        if heldout:
+            return sum_over_processes(self.heldout_correct, self.heldout_count)
         return sum_over_processes(self.epoch_correct, self.epoch_count)
 
     @torch.no_grad()
     def reset_epoch(self) -> None:
-        self.epoch_correct.zero_()
-        self.epoch_count.zero_()
+        for buffer in (self.epoch_correct, self.epoch_count, self.heldout_correct,
+                       self.heldout_count):
+            buffer.zero_()
 
 
 def project_capped_simplex(values: torch.Tensor, cap: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 from skorch import NeuralNetClassifier
 from torch.nn.parameter import is_lazy
 
+from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .._data import FEATURES_KEY, GROUPS_KEY, forward, iter_logits, make_iterator
@@ -185,6 +186,18 @@ class FineTuningNet(NeuralNetClassifier):
                                       grad_scaler=self.grad_scaler_)
             self.engines_ = {key: engine}
         return engine
+
+    def validation_step(self, batch, **fit_params):
+        """skorch's validation step; also counts, per group, the held-out rows the sparse
+        model gets right (for ``valid_max_eag``)."""
+        step = super().validation_step(batch, **fit_params)
+        Xi, yi = unpack_data(batch)
+        if self.fairness_ is not None and isinstance(Xi, Mapping) and GROUPS_KEY in Xi:
+            y_true = to_tensor(yi, device=self.device)
+            correct = (step["y_pred"].argmax(dim=1) == y_true).float()
+            self.fairness_.record(to_tensor(Xi[GROUPS_KEY], device=self.device).long(),
+                                  correct, heldout=True)
+        return step
 
     def infer(self, x, **fit_params):
         if fit_params:
