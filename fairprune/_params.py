@@ -49,7 +49,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "max_multiplier_sum": [None, _POSITIVE],
     "loss_tolerance": [_NON_NEGATIVE],
     "loss_constraint": [StrOptions({"band", "equality"})],
-    "epoch_selection": [None, StrOptions({"accuracy"})],
+    "epoch_selection": [None, StrOptions({"accuracy", "fair"})],
     "pruning": [StrOptions({"unstructured", "channel"})],
     "pruning_scope": [StrOptions({"layerwise", "global"})],
     "dense_layers": [tuple, list],

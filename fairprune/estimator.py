@@ -96,13 +96,13 @@ class FairPrunedClassifier(FineTuningNet):
         ``lr_gamma``, as in the paper. ``None`` keeps it constant.
     lr_gamma : float, default=0.1
         Learning-rate decay factor in (0, 1] at each milestone (the paper's 0.1).
-    epoch_selection : {None, "accuracy"}, default=None
-        ``"accuracy"`` keeps the fine-tuning epoch with the best accuracy on the validation
-        split (``train_split`` required); with ``method="nft"`` the paper's NFT+ES, chosen on
-        held-out training data. The chosen epoch (1-based) is in ``selected_epoch_``.
+    epoch_selection : {None, "accuracy", "fair"}, default=None
+        Keep a fine-tuning epoch chosen on the validation split (``train_split`` required):
+        the most accurate (with ``method="nft"``, the paper's NFT+ES), or ``"fair"``: the
+        most accurate whose held-out max ψ_g <= ε, else the lowest held-out max ψ_g. The
+        chosen epoch (1-based) is in ``selected_epoch_``.
     random_state : int or None, default=0
-        Seed of shuffling and module randomness, in a forked RNG (the global one is left
-        untouched). Same seed, same CPU result.
+        Seed of shuffling and module randomness, in a forked RNG. Same seed, same CPU result.
     memory : None, str, path or joblib.Memory, default=None
         Cache of the GMP phase (as ``memory`` of a scikit-learn ``Pipeline``). GMP does not
         depend on ``tolerance``, ``method`` or the dual parameters, so a grid search over ε

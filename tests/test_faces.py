@@ -241,3 +241,30 @@ def test_paper_defaults_configure_the_estimator(digits):
     assert clf.optimizer_.param_groups[0]["weight_decay"] == 1e-4
     with pytest.raises(ValueError, match="dataset must be one of"):
         paper_defaults("mnist")
+
+
+def test_fair_epoch_selection_keeps_the_most_accurate_feasible_epoch(digits, digits_dense):
+    """epoch_selection="fair": among fine-tuning epochs whose held-out max ψ_g <= ε the most
+    accurate, else the lowest held-out max ψ_g; the chosen epoch's weights and masks return."""
+    X, y = digits
+    split = ValidSplit(0.3, stratified=True, random_state=0)
+    for tolerance in (0.0, 0.05, 1.0):  # none feasible, some, all
+        clf = FairPrunedClassifier(
+            digits_dense, method="nft", epoch_selection="fair", tolerance=tolerance,
+            sparsity=0.95, dense_layers=(), pruning_epochs=2, max_epochs=6, lr=0.3, verbose=0,
+            train_split=split)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y, groups=y)
+        acc = np.array(clf.history[:, "valid_acc"])[2:]
+        eag = np.array(clf.history[:, "valid_max_eag"])[2:]
+        feasible = eag <= tolerance
+        if feasible.any():
+            expected = int(np.flatnonzero(feasible)[np.argmax(acc[feasible])])
+        else:
+            expected = int(np.argmin(eag))
+        assert clf.selected_epoch_ == 2 + expected + 1, tolerance
+        _, valid = split(X, y)
+        Xv, yv = X[valid.indices], y[valid.indices]
+        assert float((clf.predict(Xv) == yv).mean()) == pytest.approx(acc[expected])
+        assert clf.sparsity_ == pytest.approx(0.95, abs=1e-3)

@@ -1,4 +1,5 @@
-"""NFT+ES: keep the fine-tuning epoch with the best held-out accuracy."""
+"""Keep the best fine-tuning epoch on held-out data: by accuracy (NFT+ES), or the most
+accurate one whose held-out max ψ_g meets ε ("fair")."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ __all__ = ["EpochSelection"]
 
 
 class EpochSelection(Callback):
-    """Keep the fine-tuning epoch with the best validation accuracy (``epoch_selection``).
+    """Keep the best fine-tuning epoch on the validation split (``epoch_selection``).
+
+    ``"accuracy"``: the highest validation accuracy (the paper's NFT+ES, on held-out training
+    data). ``"fair"``: the most accurate epoch among those whose held-out max ψ_g
+    (``valid_max_eag``) is within the tolerance, else the epoch with the lowest held-out
+    max ψ_g — the rule of :func:`fairprune.model_selection.best_feasible`, per epoch.
 
     Only epochs after GMP are candidates (earlier ones are less sparse than asked). The
     weights and fairness state of the best epoch so far are copied at its end and restored at
@@ -28,19 +34,32 @@ class EpochSelection(Callback):
         if net.epoch_selection is None:
             return
         epoch = len(net.history)  # 1-based number of the epoch that just ended
-        score = net.history[-1].get("valid_acc")
-        is_candidate = (is_fine_tuning_epoch(net, epoch - 1) and score is not None
-                        and math.isfinite(score))
+        score = self.score(net, net.history[-1])
+        is_candidate = is_fine_tuning_epoch(net, epoch - 1) and score is not None
         best = getattr(self, "best_", None)
         selected = is_candidate and (best is None or score > best["score"])
         if selected:
             self.best_ = {
                 "epoch": epoch,
-                "score": float(score),
+                "score": score,
                 "module": {k: v.detach().clone() for k, v in net.module_.state_dict().items()},
                 "fairness": {k: v.detach().clone() for k, v in net.fairness_.state_dict().items()},
             }
         net.history.record("selected", bool(selected))
+
+    @staticmethod
+    def score(net, row) -> tuple | None:
+        """The epoch's rank key (greater is better), or None when it cannot be ranked."""
+        accuracy = row.get("valid_acc")
+        if accuracy is None or not math.isfinite(accuracy):
+            return None
+        if net.epoch_selection == "accuracy":
+            return (float(accuracy),)
+        disparity = row.get("valid_max_eag")
+        if disparity is None or not math.isfinite(disparity):
+            return None
+        feasible = disparity <= net.tolerance
+        return (feasible, float(accuracy) if feasible else -float(disparity))
 
     def on_train_end(self, net, **kwargs):
         best = getattr(self, "best_", None)
