@@ -24,7 +24,7 @@ from .training.phases import current_epoch, phase_of
 
 __all__ = ["FairPrunedClassifier"]
 
-_NOT_SHOWN = ("multipliers", "train_eag", "phase", "lr", "selected")  # not in PrintLog's table
+_NOT_SHOWN = ("multipliers", "train_eag", "valid_eag", "phase", "lr", "selected")  # not printed
 
 
 class FairPrunedClassifier(FineTuningNet):

@@ -308,3 +308,17 @@ def test_user_facing_conventions(digits, digits_dense, tmp_path):
     assert len(axes) == 3 and len(axes[0].lines) == 10 + 1  # ten groups and the ε line
     axes[0].figure.savefig(tmp_path / "history.png")
     plt.close(axes[0].figure)
+
+
+def test_printed_table_names_the_phase_without_colour_codes_in_logs(digits, digits_dense,
+                                                                   capsys, tmp_path):
+    X, y = digits
+    params = dict(sparsity=0.5, dense_layers=(), pruning_epochs=2, max_epochs=3, verbose=1,
+                  memory=tmp_path)
+    FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
+    out = capsys.readouterr().out  # captured: not a terminal
+    for stage in ("gmp 1/2", "gmp 2/2", "ceag 1/3", "ceag 3/3"):
+        assert stage in out
+    assert "\x1b[" not in out
+    FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
+    assert "GMP phase (2 epochs) loaded from the cache" in capsys.readouterr().out

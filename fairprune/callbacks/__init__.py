@@ -12,7 +12,7 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 
 from .checkpoint import CheckpointError, FairCheckpoint, fair_checkpoint
 from .guard import NonFiniteLossGuard
-from .logging import FairnessLogger
+from .logging import FairnessLogger, plain_text_sink
 from .lr import MilestoneLR
 from .pruning import GradualPruning
 from .selection import EpochSelection
@@ -49,5 +49,5 @@ def default_callbacks(keys_ignored=()) -> list:
         ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False)),
         ("epoch_selection", EpochSelection()),
         ("fit_summary", FitSummary()),
-        ("print_log", PrintLog(keys_ignored=keys_ignored)),
+        ("print_log", PrintLog(keys_ignored=keys_ignored, sink=plain_text_sink)),
     ]

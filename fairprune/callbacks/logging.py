@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import numpy as np
 from skorch.callbacks import Callback
 
-from ..training.phases import current_epoch, phase_of
+from ..training.phases import current_epoch, is_pruning_epoch, phase_of
 
-__all__ = ["FairnessLogger"]
+__all__ = ["FairnessLogger", "plain_text_sink"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain_text_sink(text: str) -> None:
+    """``print``, without colour codes when standard output is not a terminal (logs, CI)."""
+    stream = sys.stdout
+    print(text if getattr(stream, "isatty", lambda: False)() else _ANSI.sub("", text))
 
 
 class FairnessLogger(Callback):
     """Record per-epoch fairness diagnostics in the history.
 
-    Keys: ``phase`` ("gmp" or the method), ``train_acc`` (accuracy of the epoch's training
+    Keys: ``phase`` ("gmp" or the method), ``stage`` (the phase and the epoch within it, e.g.
+    ``"gmp 2/15"``, ``"ceag 1/45"``: the printed table's first column), ``train_acc`` (accuracy of the epoch's training
     predictions), ``train_eag`` (ψ_g per group, NaN for a group not seen in the epoch),
     ``train_max_eag`` (max ψ_g) and ``train_psi_pw`` (Ψ_PW) of the epoch's training
     predictions against the dense model's training accuracy, ``multipliers`` (one float per
@@ -37,7 +48,13 @@ class FairnessLogger(Callback):
     def on_epoch_end(self, net, **kwargs):
         state = net.fairness_
         correct, count = state.epoch_totals()
-        net.history.record("phase", phase_of(net, current_epoch(net)))
+        epoch = current_epoch(net)
+        phase = phase_of(net, epoch)
+        net.history.record("phase", phase)
+        # what the printed table shows: the phase and the epoch within it
+        within, length = ((epoch + 1, net.pruning_epochs) if is_pruning_epoch(net, epoch)
+                          else (epoch + 1 - net.pruning_epochs, net.max_epochs))
+        net.history.record("stage", f"{phase} {within}/{length}")
         net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
         # float64: comparisons with any valid tolerance (1e300 included) stay exact
         psi = state.epoch_excess_gaps().cpu().numpy().astype(np.float64)  # NaN: group unseen

@@ -183,6 +183,8 @@ def run_or_load_gmp(net, X, y, fit_params: dict) -> None:
     state = None if path is None else _load_checked(path)
     if state is not None:
         _restore(net, state)
+        if net.verbose:
+            print(f"GMP phase ({net.pruning_epochs} epochs) loaded from the cache in {path.parent}")
         return
     net.run_epochs(X, y, net.pruning_epochs, fit_params)
     if path is not None:
