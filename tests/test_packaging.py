@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,9 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
+    out, source = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("source")
+    # a clean copy of what the sdist holds: a build in place would leave build/ behind, whose
+    # stale files could slip into later wheels
+    shutil.copytree(ROOT / "fairprune", source / "fairprune",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "setup.cfg", "README.md", "LICENSE", "CITATION.cff"):
+        shutil.copy(ROOT / name, source / name)
     # no build isolation: the build needs only the setuptools of this environment, offline
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                     "--no-build-isolation", "--quiet", "-w", str(out)], check=True,
                    capture_output=True, timeout=300)
     (built,) = out.glob("fairprune-*.whl")
