@@ -33,7 +33,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
-from fairprune.datasets import load_adult, load_digits_groups
+from fairprune.datasets import adult_preprocessor, load_adult, load_digits_groups
 from fairprune.models import make_image_cnn, make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,12 +88,15 @@ def settings(quick: bool) -> list[Setting]:
     X, y, groups = load_adult(ADULT)
     if quick:
         keep = np.random.default_rng(0).choice(len(y), QUICK_ADULT_ROWS, replace=False)
-        X, y, groups = X[keep], y[keep], groups.iloc[keep].reset_index(drop=True)
+        X, y, groups = (X.iloc[keep].reset_index(drop=True), y[keep],
+                        groups.iloc[keep].reset_index(drop=True))
     strata = groups["race"] + "|" + groups["sex"] + "|" + y.astype(str)
     if quick:  # the subset has strata of one row
         strata = y
     Xtr, Xte, ytr, yte, gtr, gte = train_test_split(X, y, groups, test_size=0.2, stratify=strata,
                                                     random_state=0)
+    pre = adult_preprocessor().fit(Xtr)  # standardised with training statistics only
+    Xtr, Xte = pre.transform(Xtr), pre.transform(Xte)
     adult_fit = dict(dense_layers=(), pruning_epochs=3, max_epochs=12, lr=0.05, batch_size=256)
     dense_epochs = 10
     if quick:

@@ -14,7 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
-from fairprune.datasets import load_adult
+from fairprune.datasets import adult_preprocessor, load_adult
 from fairprune.models import make_mlp, train_classifier
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"
@@ -27,11 +27,17 @@ def main(data: Path, quick: bool = False) -> None:
         print(f"skipped: UCI Adult not found at {data}")
         return
     X, y, groups = load_adult(data)
-    frame = pd.DataFrame(X).add_prefix("f")
-    frame[["race", "sex"]] = groups[["race", "sex"]]
     strata = groups["race"] + groups["sex"] + y.astype(str)
-    train, test, y_train, y_test = train_test_split(frame, y, test_size=0.2, stratify=strata,
-                                                    random_state=0)
+    X_train, X_test, y_train, y_test, g_train, g_test = train_test_split(
+        X, y, groups, test_size=0.2, stratify=strata, random_state=0)
+    pre = adult_preprocessor().fit(X_train)  # statistics from the training rows only
+
+    def encoded(rows, attributes):
+        frame = pd.DataFrame(pre.transform(rows)).add_prefix("f")
+        frame[["race", "sex"]] = attributes[["race", "sex"]].to_numpy()
+        return frame
+
+    train, test = encoded(X_train, g_train), encoded(X_test, g_test)
     if quick:
         train, y_train = train.iloc[:4000], y_train[:4000]
     torch.manual_seed(0)

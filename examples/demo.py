@@ -24,7 +24,7 @@ import torch
 from skorch.callbacks import ProgressBar
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
-from fairprune.datasets import load_adult, load_digits_groups, load_utkface
+from fairprune.datasets import adult_preprocessor, load_adult, load_digits_groups, load_utkface
 from fairprune.models import make_digits_cnn, make_image_cnn, make_mlp, train_classifier
 
 
@@ -38,6 +38,7 @@ def load(data: str | None, quick: bool):
                 f"UTKFace folder {data} ({len(y)} faces): gender, race groups")
     if data:
         X, y, frame = load_adult(data)
+        X = adult_preprocessor().fit_transform(X)  # every row trains here: fit on all of them
         groups = (frame["race"] + " / " + frame["sex"]).to_numpy()
         return (X, y, groups, lambda: make_mlp(X.shape[1], 2), 10,
                 dict(sparsity=0.99, tolerance=0.01, dense_layers=(), pruning_epochs=3,

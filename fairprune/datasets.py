@@ -10,7 +10,11 @@ import pandas as pd
 from .utkface import UTKFACE_AGE_BUCKETS, UTKFACE_GENDERS, UTKFACE_RACES, load_utkface
 
 __all__ = [
+    "ADULT_CATEGORIES",
     "ADULT_COLUMNS",
+    "ADULT_MISSING",
+    "ADULT_UNKNOWN_GROUP",
+    "adult_preprocessor",
     "UTKFACE_AGE_BUCKETS",
     "UTKFACE_GENDERS",
     "UTKFACE_RACES",
@@ -42,34 +46,121 @@ def load_digits_groups() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     return (X / 16.0).astype(np.float32), y.astype(np.int64), pd.DataFrame({"digit": y})
 
 
-def load_adult(path: str | Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """The UCI Adult training file as MLP-ready features.
+#: The category lists of the UCI documentation (``adult.names``), in its order. Encoders built
+#: from them give the same columns whatever rows a file or a split happens to hold.
+ADULT_CATEGORIES = {
+    "workclass": ["Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov",
+                  "State-gov", "Without-pay", "Never-worked"],
+    "education": ["Bachelors", "Some-college", "11th", "HS-grad", "Prof-school", "Assoc-acdm",
+                  "Assoc-voc", "9th", "7th-8th", "12th", "Masters", "1st-4th", "10th",
+                  "Doctorate", "5th-6th", "Preschool"],
+    "marital-status": ["Married-civ-spouse", "Divorced", "Never-married", "Separated",
+                       "Widowed", "Married-spouse-absent", "Married-AF-spouse"],
+    "occupation": ["Tech-support", "Craft-repair", "Other-service", "Sales", "Exec-managerial",
+                   "Prof-specialty", "Handlers-cleaners", "Machine-op-inspct", "Adm-clerical",
+                   "Farming-fishing", "Transport-moving", "Priv-house-serv", "Protective-serv",
+                   "Armed-Forces"],
+    "relationship": ["Wife", "Own-child", "Husband", "Not-in-family", "Other-relative",
+                     "Unmarried"],
+    "race": ["White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black"],
+    "sex": ["Female", "Male"],
+    "native-country": [
+        "United-States", "Cambodia", "England", "Puerto-Rico", "Canada", "Germany",
+        "Outlying-US(Guam-USVI-etc)", "India", "Japan", "Greece", "South", "China", "Cuba",
+        "Iran", "Honduras", "Philippines", "Italy", "Poland", "Jamaica", "Vietnam", "Mexico",
+        "Portugal", "Ireland", "France", "Dominican-Republic", "Laos", "Ecuador", "Taiwan",
+        "Haiti", "Columbia", "Hungary", "Guatemala", "Nicaragua", "Scotland", "Thailand",
+        "Yugoslavia", "El-Salvador", "Trinadad&Tobago", "Peru", "Hong", "Holand-Netherlands"],
+}
+#: Spellings of a missing value: ``?`` in the UCI files, ``MissingValue`` in some copies.
+ADULT_MISSING = ("?", "MissingValue")
+#: Group label of a missing protected attribute (group labels cannot be missing).
+ADULT_UNKNOWN_GROUP = "Unknown"
+_ADULT_NUMERIC = ["age", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+_ADULT_FEATURE_CATEGORIES = ["workclass", "education", "marital-status", "occupation",
+                             "relationship"]
 
-    Numeric columns are standardised, categorical ones one-hot encoded (missing ``?`` as its
-    own category); the protected attributes race, sex and native-country are *not* features.
+
+def load_adult(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """A UCI Adult file — ``adult.data`` or ``adult.test`` — as raw features, labels and groups.
+
+    Nothing is learned from the rows read: categorical features are pandas categoricals over
+    the documented category lists (:data:`ADULT_CATEGORIES`), numeric ones are left as they
+    are, and both ``?`` and ``MissingValue`` mean missing (NaN). Turn the features into model
+    inputs with :func:`adult_preprocessor`, fitted on the training rows only.
 
     Parameters
     ----------
     path : str or Path
-        The canonical ``adult.data`` file (no header, ``", "`` separated).
+        ``adult.data`` (no header) or ``adult.test`` (a first line starting with ``|`` and
+        labels ending in ``.``); ``", "`` separated.
 
     Returns
     -------
-    X : ndarray of float32
-    y : ndarray of int64, 1 for income ``>50K``
-    groups : DataFrame with columns ``race``, ``sex``, ``native-country``
+    X : DataFrame
+        ``age, workclass, education, education-num, marital-status, occupation, relationship,
+        capital-gain, capital-loss, hours-per-week``. The protected attributes race, sex and
+        native-country are *not* features; ``fnlwgt`` (a sampling weight) is dropped.
+    y : ndarray of int64
+        1 for income ``>50K``.
+    groups : DataFrame
+        ``race``, ``sex`` and ``native-country`` (strings; a missing value is ``"Unknown"``).
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import train_test_split
+    >>> X, y, groups = load_adult("adult.data")                      # doctest: +SKIP
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y)    # doctest: +SKIP
+    >>> pre = adult_preprocessor().fit(X_train)                      # doctest: +SKIP
+    >>> pre.transform(X_test).shape[1]                               # doctest: +SKIP
+    56
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"load_adult: no file at {str(path)!r} (expected UCI adult.data).")
+        raise ValueError(f"load_adult: no file at {str(path)!r} (expected UCI adult.data or "
+                         "adult.test).")
     frame = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
-                        na_values=[], keep_default_na=False)
-    frame = frame[frame["income"].isin(["<=50K", ">50K"])]
-    y = (frame["income"] == ">50K").to_numpy(np.int64)
-    groups = frame[_ADULT_GROUP_COLUMNS].reset_index(drop=True)
-    features = frame.drop(columns=["income", "fnlwgt", *_ADULT_GROUP_COLUMNS])
-    numeric = features.select_dtypes("number")
-    numeric = (numeric - numeric.mean()) / numeric.std()
-    categorical = pd.get_dummies(features.select_dtypes(exclude="number"), dtype=np.float32)
-    X = pd.concat([numeric, categorical], axis=1).to_numpy(np.float32)
+                        comment="|", na_values=list(ADULT_MISSING), keep_default_na=False)
+    frame = frame.dropna(how="all")
+    income = frame["income"].astype(str).str.rstrip(".")
+    unknown = sorted(set(income) - {"<=50K", ">50K"})
+    if unknown:
+        raise ValueError(f"load_adult: {path.name} has income values {unknown[:5]}; expected "
+                         "'<=50K' or '>50K' (with a trailing '.' in adult.test).")
+    if frame.empty:
+        raise ValueError(f"load_adult: {path.name} holds no rows.")
+    y = (income == ">50K").to_numpy(np.int64)
+    groups = frame[_ADULT_GROUP_COLUMNS].fillna(ADULT_UNKNOWN_GROUP).reset_index(drop=True)
+    X = frame[["age", "workclass", "education", "education-num", "marital-status",
+               "occupation", "relationship", "capital-gain", "capital-loss",
+               "hours-per-week"]].reset_index(drop=True)
+    for column in _ADULT_FEATURE_CATEGORIES:
+        values = X[column]
+        stray = sorted(set(values.dropna()) - set(ADULT_CATEGORIES[column]))
+        if stray:
+            raise ValueError(f"load_adult: {column!r} has values outside the documented "
+                             f"categories: {stray[:5]}.")
+        X[column] = pd.Categorical(values, categories=ADULT_CATEGORIES[column])
+    for column in _ADULT_NUMERIC:
+        X[column] = X[column].astype(np.float32)
     return X, y, groups
+
+
+def adult_preprocessor():
+    """An unfitted ``ColumnTransformer`` for :func:`load_adult`'s features.
+
+    Numeric columns are standardised with statistics of the rows it is fitted on; categorical
+    ones are one-hot encoded over the documented categories (a missing value encodes as all
+    zeros). Fit it on training rows only, then transform training and test rows; the output is
+    float32, ready for an MLP.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    categories = [ADULT_CATEGORIES[c] for c in _ADULT_FEATURE_CATEGORIES]
+    return ColumnTransformer(
+        [("numeric", StandardScaler(), _ADULT_NUMERIC),
+         ("categories", OneHotEncoder(categories=categories, handle_unknown="ignore",
+                                      sparse_output=False, dtype=np.float32),
+          _ADULT_FEATURE_CATEGORIES)],
+        sparse_threshold=0.0).set_output(transform="default")

@@ -1,6 +1,9 @@
 import numpy as np
 
-from fairprune.datasets import load_adult, load_digits_groups
+import pandas as pd
+import pytest
+
+from fairprune.datasets import ADULT_CATEGORIES, adult_preprocessor, load_adult, load_digits_groups
 
 
 def test_digits_groups():
@@ -15,8 +18,55 @@ def test_adult_counts_match_the_data_readme(adult_path):
     assert groups["race"].value_counts()["White"] == 27816
     assert groups["sex"].value_counts()["Female"] == 10771
     assert groups.groupby(["race", "sex"]).size().min() == 109
-    assert groups["native-country"].nunique() == 42
-    assert np.isfinite(X).all() and X.shape[0] == 32561
+    assert groups["native-country"].nunique() == 42  # 41 countries and "Unknown"
+    assert (groups["native-country"] == "Unknown").sum() == 583
+    assert X["workclass"].isna().sum() == 1836  # "MissingValue" is missing, not a category
+    encoded = adult_preprocessor().fit_transform(X)
+    assert encoded.shape == (32561, 56) and encoded.dtype == np.float32
+    assert np.isfinite(encoded).all()
+
+
+TEST_FORMAT = """|1x3 Cross validator
+25, Private, 226802, 11th, 7, Never-married, Machine-op-inspct, Own-child, Black, Male, 0, 0, 40, United-States, <=50K.
+38, ?, 89814, HS-grad, 9, Married-civ-spouse, Farming-fishing, Husband, White, Male, 0, 0, 50, ?, >50K.
+28, Local-gov, 336951, Assoc-acdm, 12, Married-civ-spouse, Protective-serv, Husband, White, Male, 0, 0, 40, United-States, >50K.
+"""
+
+
+def test_adult_test_format_and_documented_categories(tmp_path):
+    path = tmp_path / "adult.test"
+    path.write_text(TEST_FORMAT)
+    X, y, groups = load_adult(path)
+    assert len(y) == 3 and y.tolist() == [0, 1, 1]
+    assert X["workclass"].isna().tolist() == [False, True, False]
+    assert groups["native-country"].tolist() == ["United-States", "Unknown", "United-States"]
+    for column, categories in ADULT_CATEGORIES.items():
+        if column in X:
+            assert list(X[column].cat.categories) == categories
+    # three rows encode to the same columns as the whole training file
+    assert adult_preprocessor().fit(X).transform(X).shape == (3, 56)
+
+
+def test_adult_features_learn_nothing_from_the_rows_read(tmp_path, adult_path):
+    """A file of 3 rows gives the same raw features for them as the full file: no statistic
+    of the rows read enters X (standardisation happens in adult_preprocessor, fitted on
+    training rows)."""
+    lines = open(adult_path).read().splitlines()
+    small = tmp_path / "adult.data"
+    small.write_text("\n".join(lines[:3]) + "\n")
+    full, _, _ = load_adult(adult_path)
+    few, _, _ = load_adult(small)
+    pd.testing.assert_frame_equal(few, full.iloc[:3])
+
+
+def test_adult_refuses_unknown_labels_and_categories(tmp_path):
+    bad = tmp_path / "adult.data"
+    bad.write_text(TEST_FORMAT.replace(">50K.", "rich").split("\n", 1)[1])
+    with pytest.raises(ValueError, match="income values"):
+        load_adult(bad)
+    bad.write_text(TEST_FORMAT.replace("Private", "Pirate").split("\n", 1)[1])
+    with pytest.raises(ValueError, match="outside the documented categories"):
+        load_adult(bad)
 
 
 def make_utkface_folder(root, n=24, seed=0):
