@@ -19,6 +19,15 @@ def test_docs_build_offline_without_warnings(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     page = (tmp_path / "html" / "api.html").read_text()
     assert "FairPrunedClassifier" in page and "excess_accuracy_gaps" in page
+    # every figure results.md shows is in the built page and copied next to it
+    import re
+
+    figures = re.findall(r"!\[[^\]]*\]\(results/([^)]+\.png)\)", (ROOT / "docs" / "results.md").read_text())
+    results = (tmp_path / "html" / "results.html").read_text()
+    assert figures
+    for name in figures:
+        assert f"_images/{name}" in results, name
+        assert (tmp_path / "html" / "_images" / name).stat().st_size > 0
 
 
 def test_reproduction_quick_form(tmp_path):

@@ -1,6 +1,7 @@
 import copy
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -322,3 +323,12 @@ def test_printed_table_names_the_phase_without_colour_codes_in_logs(digits, digi
     assert "\x1b[" not in out
     FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
     assert "GMP phase (2 epochs) loaded from the cache" in capsys.readouterr().out
+
+
+def test_tolerance_warning_points_at_the_callers_line(digits, digits_dense):
+    X, y = digits
+    clf = small(digits_dense, sparsity=0.95, tolerance=0.0)
+    with pytest.warns(FairnessToleranceWarning) as record:
+        clf.fit(X, y, groups=y)
+    assert {Path(w.filename).name for w in record if w.category is FairnessToleranceWarning} == {
+        Path(__file__).name}
