@@ -50,6 +50,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "loss_tolerance": [_NON_NEGATIVE],
     "loss_constraint": [StrOptions({"band", "equality"})],
     "epoch_selection": [None, StrOptions({"accuracy", "fair"})],
+    "constraint_data": [StrOptions({"train", "heldout"})],
     "pruning": [StrOptions({"unstructured", "channel"})],
     "pruning_scope": [StrOptions({"layerwise", "global"})],
     "dense_layers": [tuple, list],
@@ -107,11 +108,13 @@ def validate_params(est) -> None:
             raise InvalidParameterError(
                 f"The 'lr_milestones' parameter of {OWNER} must be None or a sequence of "
                 f"fractions of all epochs in (0, 1]. Got {describe(est.lr_milestones)} instead.")
-    if est.epoch_selection is not None and est.train_split is None:
-        raise InvalidParameterError(
-            f"The 'epoch_selection' parameter of {OWNER} is {est.epoch_selection!r}, which "
-            "picks an epoch on held-out training data, but 'train_split' is None. Pass "
-            "train_split=skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
+    for name, value in (("epoch_selection", est.epoch_selection),
+                        ("constraint_data", est.constraint_data)):
+        if value not in (None, "train") and est.train_split is None:
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {OWNER} is {value!r}, which needs held-out "
+                "training data, but 'train_split' is None. Pass train_split="
+                "skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
     if not any(p.requires_grad for p in est.dense_module.parameters()):
         raise InvalidParameterError(
             f"The 'dense_module' parameter of {OWNER} has no trainable parameters (none, or "

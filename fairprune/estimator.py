@@ -52,14 +52,12 @@ class FairPrunedClassifier(FineTuningNet):
         several columns (intersectional groups), or ``f(X, y) -> labels`` such as
         :func:`fairprune.groups.by_target`. Group columns never reach the module.
     method : {"ceag", "equalized_loss", "nft"}, default="ceag"
-        Fine-tuning method after pruning.
     replay_buffer_size : int, default=40
         Per-group replay buffer capacity (the paper's 40); 0 uses each mini-batch instead.
     dual_lr : float or "auto", default="auto"
-        Step size of the multipliers (plain gradient ascent). ``"auto"`` is
-        ``100 / (n_groups · fine-tuning steps)`` for CEAG (``10 / ...`` for equalized loss),
-        so a multiplier gathers as much over 6 fine-tuning epochs as over 45 (ablation in the
-        docs). The paper uses 1e-4 on UTKFace (see :meth:`paper_defaults`). Used: ``dual_lr_``.
+        Step of the multipliers (gradient ascent). ``"auto"``: ``100 / (n_groups ·
+        fine-tuning steps)`` for CEAG, ``10 / ...`` for EL, whatever the schedule's length
+        (ablation in the docs; the paper: 1e-4 on UTKFace). Used: ``dual_lr_``.
     dual_optimizer : {"sgd", "nupi"}, default="sgd"
         Projected gradient ascent (the paper) or Cooper's nuPI controller, which damps
         multiplier oscillations.
@@ -87,10 +85,8 @@ class FairPrunedClassifier(FineTuningNet):
         Epochs between two GMP updates.
     max_epochs : int, default=45
         Epochs of fine-tuning with ``method`` after GMP.
-    lr : float, default=0.01
-        Learning rate of the weights.
-    batch_size : int, default=128
-        Mini-batch size.
+    lr, batch_size : float, int, default=0.01, 128
+        Learning rate of the weights, mini-batch size.
     lr_milestones : tuple of float or None, default=(0.6, 0.8, 0.9)
         Fractions of all epochs (GMP included) at which the learning rate is multiplied by
         ``lr_gamma``, as in the paper. ``None`` keeps it constant.
@@ -101,6 +97,10 @@ class FairPrunedClassifier(FineTuningNet):
         the most accurate (with ``method="nft"``, the paper's NFT+ES), or ``"fair"``: the
         most accurate whose held-out max ψ_g <= ε, else the lowest held-out max ψ_g. The
         chosen epoch (1-based) is in ``selected_epoch_``.
+    constraint_data : {"train", "heldout"}, default="train"
+        Where the multipliers' accuracy (CEAG) or loss (EL) estimates come from: training
+        batches (the paper), or the last pass over the validation split, which the weights
+        never train on (Cotter et al., 2019; ``train_split`` required).
     random_state : int or None, default=0
         Seed of shuffling and module randomness, in a forked RNG. Same seed, same CPU result.
     memory : None, str, path or joblib.Memory, default=None
@@ -108,13 +108,12 @@ class FairPrunedClassifier(FineTuningNet):
         depend on ``tolerance``, ``method`` or the dual parameters, so a grid search over ε
         runs it once per fold, with results identical to running it every time.
     mixed_precision : {None, "bf16", "fp16"}, default=None
-        Autocast of the training forward pass and loss. Weights, buffers, multipliers and
-        group statistics stay float32; ``"fp16"`` adds a ``GradScaler`` (one host sync per
-        step). Evaluation and prediction run in float32.
+        Autocast of the training forward pass and loss (statistics stay float32; ``"fp16"``
+        adds a ``GradScaler``, one host sync per step).
     device : str or torch.device, default="cpu"
         Where training runs, e.g. ``"cuda"``.
     criterion : type, default=torch.nn.CrossEntropyLoss
-        Loss class on logits; instantiated with ``reduction="none"``.
+        Loss class on logits (``reduction="none"``).
     optimizer : type, default=torch.optim.SGD
         Optimizer class of the weights; SGD gets the paper's ``momentum=0.9`` and
         ``weight_decay=1e-4`` unless ``optimizer__*`` says otherwise.
@@ -184,7 +183,7 @@ class FairPrunedClassifier(FineTuningNet):
         dense_layers=("first", "last"),
         pruning_epochs=15, pruning_frequency=1, max_epochs=45,
         lr=0.01, batch_size=128, lr_milestones=(0.6, 0.8, 0.9), lr_gamma=0.1,
-        epoch_selection=None,
+        epoch_selection=None, constraint_data="train",
         random_state=0, memory=None, mixed_precision=None, device="cpu",
         criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD, train_split=None,
         **kwargs,
@@ -209,6 +208,7 @@ class FairPrunedClassifier(FineTuningNet):
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.epoch_selection = epoch_selection
+        self.constraint_data = constraint_data
         self.random_state = random_state
         self.memory = memory
         self.mixed_precision = mixed_precision

@@ -323,6 +323,8 @@ def test_printed_table_names_the_phase_without_colour_codes_in_logs(digits, digi
     assert "\x1b[" not in out
     FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
     assert "GMP phase (2 epochs) loaded from the cache" in capsys.readouterr().out
+    FairPrunedClassifier(digits_dense, **{**params, "verbose": 0}).fit(X, y, groups=y)
+    assert capsys.readouterr().out == ""  # verbose=0 prints nothing
 
 
 def test_tolerance_warning_points_at_the_callers_line(digits, digits_dense):

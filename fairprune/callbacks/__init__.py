@@ -8,11 +8,11 @@ schedule), :class:`NonFiniteLossGuard` (stop on NaN/inf, restore the last good s
 :func:`fair_checkpoint` is skorch's ``Checkpoint`` configured for resuming a fit.
 """
 
-from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 
 from .checkpoint import CheckpointError, FairCheckpoint, fair_checkpoint
 from .guard import NonFiniteLossGuard
-from .logging import FairnessLogger, plain_text_sink
+from .logging import FairnessLogger, PlainPrintLog
 from .lr import MilestoneLR
 from .pruning import GradualPruning
 from .selection import EpochSelection
@@ -49,5 +49,5 @@ def default_callbacks(keys_ignored=()) -> list:
         ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False)),
         ("epoch_selection", EpochSelection()),
         ("fit_summary", FitSummary()),
-        ("print_log", PrintLog(keys_ignored=keys_ignored, sink=plain_text_sink)),
+        ("print_log", PlainPrintLog(keys_ignored=keys_ignored)),
     ]

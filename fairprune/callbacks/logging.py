@@ -7,11 +7,11 @@ import re
 import sys
 
 import numpy as np
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
 from ..training.phases import current_epoch, is_pruning_epoch, phase_of
 
-__all__ = ["FairnessLogger", "plain_text_sink"]
+__all__ = ["FairnessLogger", "PlainPrintLog", "plain_text_sink"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -20,6 +20,15 @@ def plain_text_sink(text: str) -> None:
     """``print``, without colour codes when standard output is not a terminal (logs, CI)."""
     stream = sys.stdout
     print(text if getattr(stream, "isatty", lambda: False)() else _ANSI.sub("", text))
+
+
+class PlainPrintLog(PrintLog):
+    """skorch's ``PrintLog`` (silent when ``verbose=0``), printing through
+    :func:`plain_text_sink`: no colour codes in logs that are not a terminal."""
+
+    def _sink(self, text, verbose):
+        if verbose:
+            plain_text_sink(text)
 
 
 class FairnessLogger(Callback):

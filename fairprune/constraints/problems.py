@@ -84,8 +84,10 @@ class FairnessState(nn.Module):
         self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
         # the same on the held-out (validation) rows, against the dense model on those rows
         self.heldout = DenseReference(num_groups, device)
-        self.register_buffer("heldout_correct", torch.zeros(num_groups, device=device))
-        self.register_buffer("heldout_count", torch.zeros(num_groups, device=device))
+        for name in ("heldout_correct", "heldout_loss", "heldout_count",
+                     # the last completed held-out pass: what held-out constraints read
+                     "last_heldout_correct", "last_heldout_loss", "last_heldout_count"):
+            self.register_buffer(name, torch.zeros(num_groups, device=device))
 
     def multiplier_values(self) -> torch.Tensor:
         if self.multiplier is None:
@@ -111,12 +113,22 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,
-               heldout: bool = False) -> None:
-        """Add a batch's per-sample correctness to the epoch's sums (training or held-out)."""
+               heldout: bool = False, loss: torch.Tensor | None = None) -> None:
+        """Add a batch's per-sample correctness (and, held out, losses) to the epoch's sums."""
         sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
                         else (self.epoch_correct, self.epoch_count))
         sums.index_add_(0, group_ids, correct.to(sums.dtype))
         counts.index_add_(0, group_ids, torch.ones_like(counts[group_ids]))
+        if heldout and loss is not None:
+            self.heldout_loss.index_add_(0, group_ids, loss.detach().to(sums.dtype))
+
+    def last_heldout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-group accuracy and loss of the last completed held-out pass, the counts, and
+        which groups it saw (summed over data-parallel processes)."""
+        correct, loss, count = sum_over_processes(
+            self.last_heldout_correct, self.last_heldout_loss, self.last_heldout_count)
+        seen = count > 0
+        return correct / count.clamp(min=1), loss / count.clamp(min=1), count, seen
 
     @torch.no_grad()
     def epoch_excess_gaps(self, *, heldout: bool = False) -> torch.Tensor:
@@ -141,8 +153,14 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def reset_epoch(self) -> None:
+        """Start an epoch's sums; a held-out pass that saw groups becomes the last one."""
+        seen = self.heldout_count > 0
+        for last, current in ((self.last_heldout_correct, self.heldout_correct),
+                              (self.last_heldout_loss, self.heldout_loss),
+                              (self.last_heldout_count, self.heldout_count)):
+            last.copy_(torch.where(seen, current, last))
         for buffer in (self.epoch_correct, self.epoch_count, self.heldout_correct,
-                       self.heldout_count):
+                       self.heldout_loss, self.heldout_count):
             buffer.zero_()
 
 
@@ -193,10 +211,13 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     #: overflow to -inf and turn 0 · (-inf) into NaN in the Lagrangian.
     max_tolerance = 1e30
 
-    def __init__(self, state: FairnessState, tolerance: float) -> None:
+    def __init__(self, state: FairnessState, tolerance: float, heldout: bool = False) -> None:
         super().__init__()
         self.state = state
         self.tolerance = min(float(tolerance), self.max_tolerance)
+        #: dual updates from the last held-out pass instead of training batches (Cotter et
+        #: al., 2019); the primal step still uses the training batch's proxy
+        self.heldout = bool(heldout)
         if self.constrained:
             if state.multiplier is None:
                 raise ValueError(f"{type(self).__name__} needs a FairnessState with multipliers.")
@@ -255,7 +276,10 @@ class CEAGProblem(FairnessProblem):
     @torch.no_grad()
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         ref, buffer = self.state.reference, self.state.buffer
-        if buffer is not None:
+        if self.heldout:
+            sparse, _, weights, trusted = self.state.last_heldout()
+            ref = self.state.heldout
+        elif buffer is not None:
             buffer.update(inputs.group_ids, inputs.correct)
             sparse, trusted = _buffer_estimates(buffer)
             weights = ref.group_frequency
@@ -290,6 +314,10 @@ class EqualizedLossProblem(FairnessProblem):
     @torch.no_grad()
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         buffer = self.state.buffer
+        if self.heldout:
+            _, losses, counts, seen = self.state.last_heldout()
+            gap = self._gap(losses, weighted_overall(losses, counts, seen))
+            return torch.where(seen, gap, torch.zeros_like(gap))
         if buffer is None:
             group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
             if is_distributed():
@@ -314,5 +342,6 @@ class SignedEqualizedLossProblem(EqualizedLossProblem):
     constraint_type = cooper.ConstraintType.EQUALITY
     signed = True
 
-    def __init__(self, state: FairnessState, tolerance: float = 0.0) -> None:
-        super().__init__(state, 0.0)
+    def __init__(self, state: FairnessState, tolerance: float = 0.0,
+                 heldout: bool = False) -> None:
+        super().__init__(state, 0.0, heldout)

@@ -40,6 +40,7 @@ __all__ = ["AFTER_PRUNING", "cache_directory", "gmp_key", "run_or_load_gmp"]
 AFTER_PRUNING = frozenset({
     "tolerance", "method", "replay_buffer_size", "dual_lr", "dual_optimizer",
     "max_multiplier_sum", "loss_tolerance", "loss_constraint", "epoch_selection", "verbose",
+    "constraint_data",
     "memory",
 })
 #: Parameters that act during GMP only through the learning rate of each GMP epoch: the key
@@ -80,6 +81,9 @@ def gmp_key(net, X, y, fit_params: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+_HELDOUT_SUMS = ("heldout_correct", "heldout_loss", "heldout_count")
+
+
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().clone()
@@ -96,6 +100,8 @@ def _capture(net) -> dict:
         "masks": copy.deepcopy(net.masks_).cpu(),
         "optimizer": _to_cpu(net.optimizer_.state_dict()),
         "history": copy.deepcopy(net.history.to_list()),
+        # the last GMP epoch's held-out pass: held-out constraints start from it
+        "heldout": {name: _to_cpu(getattr(net.fairness_, name)) for name in _HELDOUT_SUMS},
     }
 
 
@@ -105,6 +111,8 @@ def _restore(net, state: dict) -> None:
     masks.check_compatible(net.module_)
     net.set_masks_(masks)
     net.optimizer_.load_state_dict(state["optimizer"])
+    for name, value in state.get("heldout", {}).items():
+        getattr(net.fairness_, name).copy_(value)
     rows = state["history"]
     for row in rows:  # the only tolerance-dependent entry of a GMP epoch
         psi = np.asarray(row.get("train_eag", []), dtype=float)

@@ -55,12 +55,15 @@ def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
 
 
 def make_problem(phase: str, state: FairnessState, *, tolerance: float,
-                 loss_tolerance: float, loss_constraint: str) -> FairnessProblem:
-    """The problem the training step drives in ``phase`` (``"gmp"`` or a method name)."""
+                 loss_tolerance: float, loss_constraint: str,
+                 constraint_data: str = "train") -> FairnessProblem:
+    """The problem the training step drives in ``phase`` (``"gmp"`` or a method name);
+    ``constraint_data="heldout"`` feeds the dual updates from the held-out split."""
+    heldout = constraint_data == "heldout"
     if phase in (GMP, "nft"):
         return NaiveFineTuning(state, tolerance)
     if phase == "ceag":
-        return CEAGProblem(state, tolerance)
+        return CEAGProblem(state, tolerance, heldout)
     if loss_constraint == "equality":
-        return SignedEqualizedLossProblem(state)
-    return EqualizedLossProblem(state, loss_tolerance)
+        return SignedEqualizedLossProblem(state, heldout=heldout)
+    return EqualizedLossProblem(state, loss_tolerance, heldout)

@@ -179,7 +179,8 @@ class FineTuningNet(NeuralNetClassifier):
         if engine is None:
             problem = make_problem(phase, self.fairness_, tolerance=self.tolerance,
                                    loss_tolerance=self.loss_tolerance,
-                                   loss_constraint=self.loss_constraint)
+                                   loss_constraint=self.loss_constraint,
+                                   constraint_data=self.constraint_data)
             dual = getattr(self, "dual_optimizer_", None) if problem.constrained else None
             engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_,
                                       max_multiplier_sum=self.max_multiplier_sum,
@@ -194,9 +195,11 @@ class FineTuningNet(NeuralNetClassifier):
         Xi, yi = unpack_data(batch)
         if self.fairness_ is not None and isinstance(Xi, Mapping) and GROUPS_KEY in Xi:
             y_true = to_tensor(yi, device=self.device)
-            correct = (step["y_pred"].argmax(dim=1) == y_true).float()
+            logits = step["y_pred"]
+            correct = (logits.argmax(dim=1) == y_true).float()
+            loss = self.criterion_(logits, y_true).float()  # per sample (reduction="none")
             self.fairness_.record(to_tensor(Xi[GROUPS_KEY], device=self.device).long(),
-                                  correct, heldout=True)
+                                  correct, heldout=True, loss=loss)
         return step
 
     def infer(self, x, **fit_params):
