@@ -10,7 +10,7 @@ Splits are fixed and seeded (random_state=0), stratified by target and group
 model's initialisation and the fine-tuning shuffles. Tolerance: eps = 0.02 on digits, and
 the paper's UTKFace value eps = 0.01 on Adult, whose pruning disparities are small.
 
-    python benchmarks/reproduce.py                  # full run (about 25 min on 2 cores)
+    python benchmarks/reproduce.py                  # full run (about 10 min on 2 cores)
     python benchmarks/reproduce.py --quick          # smoke form (seconds): tiny schedules and
                                                     # subsets; checks the pipeline, not results
 
