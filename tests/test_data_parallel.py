@@ -80,7 +80,11 @@ def run_rank(rank: int, world: int, init_file: str, out_dir: str, method: str, b
             "weights": [p.detach().clone() for p in model.parameters()],
         }, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
+        dist.barrier()  # both ranks done before teardown
         dist.destroy_process_group()
+    # gloo's threads can abort the interpreter's own shutdown now and then ("terminate called
+    # without an active exception", SIGABRT after the work is done): leave without it
+    os._exit(0)
 
 
 def spawn(tmp_path, method, buffer, combine):
