@@ -37,6 +37,7 @@ __all__ = [
     "forward",
     "iter_logits",
     "make_iterator",
+    "module_inputs",
     "n_samples",
     "pack",
     "prepare_fit_data",
@@ -161,15 +162,20 @@ def check_targets(y, n_classes: int, n_samples: int) -> np.ndarray:
     return y
 
 
-def forward(module: torch.nn.Module, x, device) -> torch.Tensor:
-    """Logits of ``module`` on one batch (packed or not), group codes left out."""
-    x = to_tensor(x, device=device)
+def module_inputs(x):
+    """What the module's ``forward`` takes from a batch (packed or not): the array features,
+    or the dict of keyword inputs, group codes left out."""
     if isinstance(x, Mapping):
         x = {k: v for k, v in x.items() if k != GROUPS_KEY}
         if FEATURES_KEY in x:
-            return module(x[FEATURES_KEY])
-        return module(**x)
-    return module(x)
+            return x[FEATURES_KEY]
+    return x
+
+
+def forward(module: torch.nn.Module, x, device) -> torch.Tensor:
+    """Logits of ``module`` on one batch (packed or not), group codes left out."""
+    x = module_inputs(to_tensor(x, device=device))
+    return module(**x) if isinstance(x, Mapping) else module(x)
 
 
 @torch.no_grad()

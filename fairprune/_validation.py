@@ -117,18 +117,7 @@ def check_label_array(values: Any, name: str = "groups") -> np.ndarray:
             raise ValueError(f"{name!r} is empty: at least one sample is required.")
     else:
         array = check_vector(values, name)
-    missing = pd.isna(array) if array.dtype != object else np.array(
-        [_is_missing(v) for v in array], dtype=bool
-    )
-    if array.dtype == object:
-        for position, value in enumerate(array):
-            try:
-                hash(value)
-            except TypeError:
-                raise TypeError(
-                    f"{name!r} must hold hashable labels (str, int, tuple ...); the label at "
-                    f"position {position} is a {type(value).__name__}: {describe(value)}."
-                ) from None
+    missing = pd.isna(array) if array.dtype != object else _missing_and_hashable(array, name)
     if missing.any():
         first = int(np.flatnonzero(missing)[0])
         raise ValueError(
@@ -136,6 +125,21 @@ def check_label_array(values: Any, name: str = "groups") -> np.ndarray:
             f"position {first}. Every sample needs a group label."
         )
     return array
+
+
+def _missing_and_hashable(array: np.ndarray, name: str) -> np.ndarray:
+    """One pass over an object array: which labels are missing; unhashable ones raise."""
+    missing = np.empty(len(array), dtype=bool)
+    for position, value in enumerate(array):
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(
+                f"{name!r} must hold hashable labels (str, int, tuple ...); the label at "
+                f"position {position} is a {type(value).__name__}: {describe(value)}."
+            ) from None
+        missing[position] = _is_missing(value)
+    return missing
 
 
 def _is_missing(value: Any) -> bool:

@@ -191,8 +191,9 @@ class GroupEncoder:
     """
 
     def fit(self, labels: Any) -> "GroupEncoder":
-        categories = _categories(labels)
-        array = check_label_array(labels, "groups")
+        return self._fit_checked(check_label_array(labels, "groups"), _categories(labels))
+
+    def _fit_checked(self, array: np.ndarray, categories: list | None) -> "GroupEncoder":
         uniques = list(pd.unique(pd.Series(array, dtype=object)))
         if categories is not None:
             present = set(uniques)
@@ -212,7 +213,9 @@ class GroupEncoder:
 
     def transform(self, labels: Any, *, unseen: str = "error") -> np.ndarray:
         """Codes of ``labels``; unseen labels raise (``unseen="error"``) or get -1."""
-        array = check_label_array(labels, "groups")
+        return self._codes(check_label_array(labels, "groups"), unseen)
+
+    def _codes(self, array: np.ndarray, unseen: str) -> np.ndarray:
         index = pd.Index(self.classes_, dtype=object, tupleize_cols=False)
         codes = index.get_indexer(pd.Index(array, dtype=object, tupleize_cols=False))
         codes = codes.astype(np.int64)
@@ -225,7 +228,8 @@ class GroupEncoder:
         return codes
 
     def fit_transform(self, labels: Any) -> np.ndarray:
-        return self.fit(labels).transform(labels)
+        array = check_label_array(labels, "groups")  # checked once for both steps
+        return self._fit_checked(array, _categories(labels))._codes(array, "error")
 
 
 def _categories(labels: Any) -> list | None:

@@ -7,6 +7,7 @@ import re
 import sys
 
 import numpy as np
+import torch
 from skorch.callbacks import Callback, PrintLog
 
 from ..training.phases import current_epoch, is_pruning_epoch, phase_of
@@ -65,22 +66,24 @@ class FairnessLogger(Callback):
                           else (epoch + 1 - net.pruning_epochs, net.max_epochs))
         net.history.record("stage", f"{phase} {within}/{length}")
         net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
-        # float64: comparisons with any valid tolerance (1e300 included) stay exact
-        psi = state.epoch_excess_gaps().cpu().numpy().astype(np.float64)  # NaN: group unseen
-        seen = ~np.isnan(psi)
-        net.history.record("train_eag", [round(float(v), 6) for v in psi])
-        net.history.record("train_max_eag", float(psi[seen].max()) if seen.any() else math.nan)
-        # ψ_g = Δ_g − Δ with one Δ for all groups, so max ψ − min ψ = max Δ − min Δ = Ψ_PW
-        net.history.record(
-            "train_psi_pw", float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan
-        )
-        heldout = state.epoch_excess_gaps(heldout=True).cpu().numpy().astype(np.float64)
-        if (~np.isnan(heldout)).any():  # a validation split was evaluated this epoch
-            seen = ~np.isnan(heldout)
-            net.history.record("valid_eag", [round(float(v), 6) for v in heldout])
-            net.history.record("valid_max_eag", float(heldout[seen].max()))
-            net.history.record("valid_psi_pw", float(heldout[seen].max() - heldout[seen].min()))
+        psi = _record_gaps(net.history, "train", state.epoch_excess_gaps())
+        heldout = state.epoch_excess_gaps(heldout=True)
+        if bool((~torch.isnan(heldout)).any()):  # a validation split was evaluated this epoch
+            _record_gaps(net.history, "valid", heldout)
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
         net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
         net.history.record("max_multiplier", float(multipliers.max()))
         net.history.record("n_violated", int(np.nansum(psi > net.tolerance)))
+
+
+def _record_gaps(history, prefix: str, gaps) -> np.ndarray:
+    """Record ψ_g (``<prefix>_eag``, NaN for groups not seen), its max and Ψ_PW; return it in
+    float64, where comparisons with any valid tolerance (1e300 included) stay exact."""
+    psi = gaps.cpu().numpy().astype(np.float64)
+    seen = ~np.isnan(psi)
+    history.record(f"{prefix}_eag", [round(float(v), 6) for v in psi])
+    history.record(f"{prefix}_max_eag", float(psi[seen].max()) if seen.any() else math.nan)
+    # ψ_g = Δ_g − Δ with one Δ for all groups, so max ψ − min ψ = max Δ − min Δ = Ψ_PW
+    history.record(f"{prefix}_psi_pw",
+                   float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan)
+    return psi

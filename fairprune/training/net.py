@@ -22,7 +22,7 @@ from torch.nn.parameter import is_lazy
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
-from .._data import FEATURES_KEY, GROUPS_KEY, forward, iter_logits, make_iterator
+from .._data import GROUPS_KEY, forward, iter_logits, make_iterator, module_inputs
 from ..constraints import FairnessState
 from ..pruning import MaskSet, sparsity_table
 from .engine import FineTuningEngine
@@ -204,7 +204,7 @@ class FineTuningNet(NeuralNetClassifier):
 
     def infer(self, x, **fit_params):
         if fit_params:
-            return super().infer(forward_inputs(x), **fit_params)
+            return super().infer(module_inputs(x), **fit_params)
         return forward(self.module_, x, self.device)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -362,13 +362,3 @@ def _single_sample_tail(net, dataset) -> bool:
             f"use batch_size >= 2 and at least 2 training samples (got batch_size="
             f"{batch_size} and {len(dataset)} training sample(s)).")
     return len(dataset) % batch_size == 1
-
-
-def forward_inputs(x):
-    """A packed batch as the keyword inputs of the module's ``forward`` (skorch's ``infer``
-    with ``fit_params``): group codes left out, array features under their usual name."""
-    if isinstance(x, Mapping):
-        x = {k: v for k, v in x.items() if k != GROUPS_KEY}
-        if FEATURES_KEY in x:
-            return x[FEATURES_KEY]
-    return x
