@@ -1,4 +1,4 @@
-"""Small dense reference models and a plain training loop, for examples, tests and notebooks.
+"""Small dense reference models and a skorch training loop, for examples, tests and notebooks.
 
 fairprune prunes a model *you* trained; these helpers give a quick, seeded dense baseline when
 you only want to try the library.
@@ -133,6 +133,21 @@ def make_mobilenet_v2(
     return nn.Sequential(RandomHorizontalFlip(), model) if flip else model
 
 
+class _EpochPermutation(torch.utils.data.Sampler):
+    """Row indices in the order of one ``torch.randperm`` per epoch, drawn from torch's global
+    random generator: seeding with ``torch.manual_seed`` fixes the initialisation and the
+    shuffles together, as a hand-written loop does."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n_rows).tolist())
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+
 def train_classifier(
     module: nn.Module,
     X: np.ndarray,
@@ -143,32 +158,50 @@ def train_classifier(
     batch_size: int = 64,
     seed: int | None = None,
     lr_schedule: str = "constant",
+    verbose: int = 0,
 ) -> nn.Module:
-    """Train ``module`` with Adam and cross-entropy; return it in eval mode.
+    """Train ``module`` with Adam and cross-entropy through skorch; return it in eval mode.
+
+    The training loop is skorch's :class:`~skorch.NeuralNetClassifier` (no validation split,
+    shuffled mini-batches, one Adam step per batch), so a dense model is trained the way
+    skorch users train any model. ``verbose=1`` prints skorch's per-epoch table.
 
     ``seed`` reseeds torch's global RNG before training (shuffles); ``None`` leaves it as it
     is, so ``torch.manual_seed(s); train_classifier(make_mlp(...), X, y)`` seeds the
     initialisation and the shuffles together. ``lr_schedule="cosine"`` anneals the learning
-    rate to 0 over the epochs (``torch.optim.lr_scheduler.CosineAnnealingLR``), which lets a
-    model fit its training data much more closely in the same number of epochs.
+    rate to 0 over the epochs (``torch.optim.lr_scheduler.CosineAnnealingLR`` through skorch's
+    ``LRScheduler`` callback), which lets a model fit its training data much more closely in
+    the same number of epochs.
     """
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import LRScheduler
+
     if lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine'; got {lr_schedule!r}.")
     if seed is not None:
         torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-                 if lr_schedule == "cosine" else None)
-    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    module.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(Xt))
-        for i in range(0, len(Xt), batch_size):
-            idx = perm[i : i + batch_size]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(module(Xt[idx]), yt[idx]).backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-    return module.eval()
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    callbacks = []
+    if lr_schedule == "cosine":
+        callbacks.append(("cosine", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
+                                                T_max=max(1, epochs))))
+    parameter = next(module.parameters(), None)
+    net = NeuralNetClassifier(
+        module,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=lr,
+        max_epochs=epochs,
+        batch_size=batch_size,
+        train_split=None,
+        callbacks=callbacks,
+        iterator_train__shuffle=False,
+        iterator_train__sampler=_EpochPermutation(len(X)),
+        # the loader's worker seed comes from its own generator, not from the global one
+        iterator_train__generator=torch.Generator(),
+        device=parameter.device if parameter is not None else "cpu",
+        verbose=verbose,
+    )
+    net.fit(X, y)
+    return net.module_.eval()

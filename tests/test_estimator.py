@@ -1,5 +1,7 @@
 import copy
+import io
 import pickle
+import sys
 import warnings
 from pathlib import Path
 
@@ -324,7 +326,31 @@ def test_printed_table_names_the_phase_without_colour_codes_in_logs(digits, digi
     FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
     assert "GMP phase (2 epochs) loaded from the cache" in capsys.readouterr().out
     FairPrunedClassifier(digits_dense, **{**params, "verbose": 0}).fit(X, y, groups=y)
-    assert capsys.readouterr().out == ""  # verbose=0 prints nothing
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""  # verbose=0 prints nothing
+    assert "it/s" not in captured.err  # and no progress bar in logs
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_in_a_terminal_names_the_phase(digits, digits_dense, monkeypatch, capsys):
+    X, y = digits
+    params = dict(sparsity=0.5, dense_layers=(), pruning_epochs=2, max_epochs=2, batch_size=256)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
+    bar = terminal.getvalue()
+    for stage in ("gmp 1/2", "gmp 2/2", "ceag 1/2", "ceag 2/2"):
+        assert f"{stage}:" in bar  # tqdm's description, then the batches of the epoch
+    assert f"{int(np.ceil(len(y) / 256))}/{int(np.ceil(len(y) / 256))}" in bar
+    assert "train_loss=" in bar
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    FairPrunedClassifier(digits_dense, **params, verbose=0).fit(X, y, groups=y)
+    assert quiet.getvalue() == ""
 
 
 def test_tolerance_warning_points_at_the_callers_line(digits, digits_dense):

@@ -4,7 +4,8 @@ In the order they run: :class:`FairnessSetup` (dense reference, fairness state, 
 :class:`GradualPruning` (GMP masks), :class:`MilestoneLR` (the paper's learning-rate
 schedule), :class:`NonFiniteLossGuard` (stop on NaN/inf, restore the last good state),
 :class:`FairnessLogger` (per-epoch ψ_g and multipliers in the history),
-:class:`EpochSelection` (NFT+ES) and :class:`FitSummary` (training report and warning).
+:class:`EpochSelection` (NFT+ES), :class:`FitSummary` (training report and warning) and
+:class:`PhaseProgressBar` (a progress bar labelled with the phase, in terminals and notebooks).
 :func:`fair_checkpoint` is skorch's ``Checkpoint`` configured for resuming a fit.
 """
 
@@ -12,7 +13,7 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 
 from .checkpoint import CheckpointError, FairCheckpoint, fair_checkpoint
 from .guard import NonFiniteLossGuard
-from .logging import FairnessLogger, PlainPrintLog
+from .logging import FairnessLogger, PhaseProgressBar, PlainPrintLog
 from .lr import MilestoneLR
 from .pruning import GradualPruning
 from .selection import EpochSelection
@@ -29,6 +30,7 @@ __all__ = [
     "GradualPruning",
     "MilestoneLR",
     "NonFiniteLossGuard",
+    "PhaseProgressBar",
     "default_callbacks",
     "fair_checkpoint",
 ]
@@ -49,5 +51,6 @@ def default_callbacks(keys_ignored=()) -> list:
         ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False)),
         ("epoch_selection", EpochSelection()),
         ("fit_summary", FitSummary()),
+        ("progress_bar", PhaseProgressBar()),  # closed before the epoch's row is printed
         ("print_log", PlainPrintLog(keys_ignored=keys_ignored)),
     ]

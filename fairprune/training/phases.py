@@ -19,6 +19,7 @@ __all__ = [
     "lr_at_epoch",
     "lr_milestone_epochs",
     "phase_of",
+    "stage_of",
     "total_epochs",
 ]
 
@@ -49,6 +50,13 @@ def is_fine_tuning_epoch(net, epoch: int) -> bool:
 def phase_of(net, epoch: int) -> str:
     """``"gmp"`` during the pruning epochs, then the method's name."""
     return GMP if is_pruning_epoch(net, epoch) else net.method
+
+
+def stage_of(net, epoch: int) -> str:
+    """The phase and the epoch within it, 1-based: ``"gmp 2/15"``, ``"ceag 1/45"``."""
+    if is_pruning_epoch(net, epoch):
+        return f"{GMP} {epoch + 1}/{net.pruning_epochs}"
+    return f"{net.method} {epoch + 1 - net.pruning_epochs}/{net.max_epochs}"
 
 
 def epochs_to_run(net) -> int:
