@@ -293,7 +293,13 @@ class BatchFetcher(TorchDataset):
         return self.dataset[index]
 
     def __getitems__(self, indices):
-        return self.dataset[list(indices)]
+        # an integer array, not a list: scikit-learn's indexing checks a list element by
+        # element, which costs more than a small model's training step
+        rows, dataset = np.asarray(indices, dtype=np.int64), self.dataset
+        while isinstance(dataset, Subset):  # validation splits: rows of the parent dataset
+            rows = np.asarray(dataset.indices, dtype=np.int64)[rows]
+            dataset = dataset.dataset
+        return dataset[rows]
 
 
 def make_iterator(net, dataset, *, training: bool, default_iterator):

@@ -345,8 +345,7 @@ def test_progress_bar_in_a_terminal_names_the_phase(digits, digits_dense, monkey
     bar = terminal.getvalue()
     for stage in ("gmp 1/2", "gmp 2/2", "ceag 1/2", "ceag 2/2"):
         assert f"{stage}:" in bar  # tqdm's description, then the batches of the epoch
-    assert f"{int(np.ceil(len(y) / 256))}/{int(np.ceil(len(y) / 256))}" in bar
-    assert "train_loss=" in bar
+    assert f"/{int(np.ceil(len(y) / 256))} [" in bar  # the epoch's number of batches
     quiet = Terminal()
     monkeypatch.setattr(sys, "stderr", quiet)
     FairPrunedClassifier(digits_dense, **params, verbose=0).fit(X, y, groups=y)

@@ -60,7 +60,7 @@ class PhaseProgressBar(ProgressBar):
     def on_epoch_begin(self, net, **kwargs):
         if self.active_:
             super().on_epoch_begin(net, **kwargs)
-            self.pbar_.set_description(stage_of(net, current_epoch(net)), refresh=False)
+            self.pbar_.set_description(stage_of(net, current_epoch(net)))
 
     def on_batch_end(self, net, **kwargs):
         if self.active_:
