@@ -9,7 +9,9 @@ from fairprune.constraints import (
     EqualizedLossProblem,
     FairnessState,
     NaiveFineTuning,
+    SignedEqualizedLossProblem,
     StepInputs,
+    batch_group_stats,
 )
 from fairprune.training import FineTuningEngine, make_dual_optimizer
 
@@ -213,7 +215,8 @@ def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
         cmp_state.compute_dual_lagrangian().backward()
         expected = state.multiplier.weight.grad.clone()
         state.multiplier.weight.grad = None
-        set_dual_gradients(cmp_state)
+        strict = next(iter(cmp_state.observed_constraints.values())).strict_violation
+        set_dual_gradients(state.multiplier, strict)
         assert expected.abs().sum() > 0
         torch.testing.assert_close(state.multiplier.weight.grad, expected, rtol=0, atol=0)
 
@@ -234,3 +237,37 @@ def test_gradient_ascent_is_sgd_maximize_bit_for_bit():
     other = GradientAscent([a], lr=1.0)
     other.load_state_dict(state)
     assert other.param_groups[0]["lr"] == 0.37
+
+
+@pytest.mark.parametrize("problem_cls, buffer_size", [
+    (CEAGProblem, 0), (CEAGProblem, 2), (EqualizedLossProblem, 0), (EqualizedLossProblem, 2),
+    (SignedEqualizedLossProblem, 0),
+])
+def test_primal_objective_has_the_gradient_of_coopers_lagrangian(problem_cls, buffer_size):
+    """The engine's weighted per-sample loss and Cooper's primal Lagrangian (loss plus
+    multipliers times the differentiable violations) have the same gradient, for every
+    problem, with an absent group and with multipliers of both signs where allowed."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    group_ids = torch.tensor([0, 0, 1, 0, 1, 1, 0])  # group 2 absent from the batch
+    gradients = []
+    for path in ("cooper", "objective"):
+        state = reference_state(buffer_size=buffer_size)
+        values = [0.7, -0.4, 0.5] if problem_cls is SignedEqualizedLossProblem else [0.7, 0.4, 0.5]
+        with torch.no_grad():
+            state.multiplier.weight.copy_(torch.tensor(values).view_as(state.multiplier.weight))
+        problem = problem_cls(state, 0.01)
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y, reduction="none")
+        correct = (model(x).argmax(1) == y).float()
+        inputs = StepInputs(loss, correct, group_ids)
+        if path == "cooper":
+            problem.compute_cmp_state(inputs).compute_primal_lagrangian().backward()
+        else:
+            stats = batch_group_stats(loss.detach(), correct, group_ids, 3)
+            problem.primal_objective(loss, stats).backward()
+        gradients.append([p.grad.clone() for p in model.parameters()])
+    for ours, coopers in zip(*gradients):
+        assert coopers.abs().sum() > 0
+        torch.testing.assert_close(ours, coopers, rtol=1e-5, atol=1e-7)

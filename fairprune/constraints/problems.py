@@ -246,6 +246,28 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         raise NotImplementedError
 
+    @torch.no_grad()
+    def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
+        """``μ_g``: the derivative of the multiplier terms ``Σ_g λ_g c_g`` of the primal
+        Lagrangian with respect to the proxy ``(L_g − L)`` of every group (0 where absent)."""
+        multipliers = self.state.multiplier.weight.detach().flatten()
+        return torch.where(stats.present, multipliers, torch.zeros_like(multipliers))
+
+    def primal_objective(self, per_sample_loss: torch.Tensor, stats: BatchGroupStats) -> torch.Tensor:
+        """A differentiable scalar with the gradient of Cooper's primal Lagrangian
+        ``L + Σ_g λ_g c_g`` (``c_g`` the differentiable violations) at the current multipliers.
+
+        Every ``c_g`` depends on the weights only through ``L_g − L`` (the dense constants and
+        ε drop out), so the Lagrangian's gradient is that of the per-sample weighted loss
+        ``Σ_i w_i ℓ_i`` with ``w_i = (1 − Σ_g μ_g) / n + μ_{g_i} / n_{g_i}``: one weighting
+        and one sum in the backward pass instead of the group sums' graph (tested equal to
+        :meth:`compute_cmp_state`'s Lagrangian). ``stats`` may hold detached losses.
+        """
+        mu = self.primal_weights(stats)
+        n = per_sample_loss.numel()
+        weights = (mu / stats.counts.clamp(min=1))[stats.group_ids] + (1 - mu.sum()) / max(n, 1)
+        return (weights * per_sample_loss).sum()
+
 
 class NaiveFineTuning(FairnessProblem):
     """Plain fine-tuning of the pruned model (NFT): the loss, no constraint."""
@@ -310,6 +332,14 @@ class EqualizedLossProblem(FairnessProblem):
     def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
         gap = self._gap(stats.group_loss, stats.loss)
         return torch.where(stats.present, gap, torch.zeros_like(gap))
+
+    @torch.no_grad()
+    def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
+        weights = super().primal_weights(stats)
+        if self.signed:
+            return weights
+        # d|L_g − L| = sign(L_g − L) d(L_g − L)
+        return weights * torch.sign(stats.group_loss.detach() - stats.loss.detach())
 
     @torch.no_grad()
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:

@@ -14,12 +14,16 @@ def rank_within_group(group_ids: torch.Tensor, counts: torch.Tensor) -> torch.Te
     Vectorised (a stable sort and a cumulative sum), no host synchronisation.
     """
     order = torch.sort(group_ids, stable=True).indices
-    starts = torch.cumsum(counts, 0) - counts  # first sorted position of every group
-    sorted_ids = group_ids[order]
-    sorted_rank = torch.arange(group_ids.numel(), device=group_ids.device) - starts[sorted_ids]
+    sorted_rank = _sorted_ranks(group_ids[order], counts)
     rank = torch.empty_like(sorted_rank)
     rank[order] = sorted_rank
     return rank
+
+
+def _sorted_ranks(sorted_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Ranks within groups of ids sorted by group (stable): position minus the group's start."""
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.arange(sorted_ids.numel(), device=sorted_ids.device) - starts[sorted_ids]
 
 
 class ReplayBuffer(nn.Module):
@@ -82,22 +86,26 @@ class ReplayBuffer(nn.Module):
         sizes = group_sizes.to(self.required.device, torch.long).clamp(min=1)
         self.required.copy_(torch.minimum(self.required, sizes))
 
-    @torch.no_grad()
     def update(self, group_ids: torch.Tensor, values: torch.Tensor) -> None:
         """Append a batch of per-sample ``values`` to the buffers of their groups.
 
         When a batch holds more than ``size`` samples of a group, the newest ``size`` (last in
-        batch order) are kept, as a ``collections.deque(maxlen=size)`` would.
+        batch order) are kept, as a ``collections.deque(maxlen=size)`` would. The batch is
+        written in group order (a stable sort), which keeps the batch order within a group.
         """
         group_ids = group_ids.to(self.storage.device, torch.long)
         values = values.detach().to(self.storage.device, self.storage.dtype)
+        # index_add, not bincount: on a GPU, bincount reads the largest id on the host
         batch_counts = torch.zeros_like(self.counts).index_add_(0, group_ids, torch.ones_like(group_ids))
-        rank = rank_within_group(group_ids, batch_counts)
-        # a sample survives when fewer than `size` later samples of its group follow it
-        keep = rank >= batch_counts[group_ids] - self.size
-        slot = (self.positions[group_ids] + rank) % self.size
-        rows = torch.where(keep, group_ids, torch.full_like(group_ids, self.num_groups))
-        self.storage.index_put_((rows, slot), values)
+        order = torch.sort(group_ids, stable=True).indices
+        sorted_ids = group_ids[order]
+        rank = _sorted_ranks(sorted_ids, batch_counts)
+        # a sample survives when fewer than `size` later samples of its group follow it;
+        # the others go to the scratch row
+        keep = rank >= batch_counts[sorted_ids] - self.size
+        rows = torch.where(keep, sorted_ids, self.num_groups)
+        slot = (self.positions[sorted_ids] + rank) % self.size
+        self.storage.index_put_((rows, slot), values[order])
         self.positions.add_(batch_counts).remainder_(self.size)
         self.counts.add_(batch_counts).clamp_(max=self.size)
 

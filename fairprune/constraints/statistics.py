@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -12,27 +12,65 @@ from .distributed import is_distributed, sum_over_processes
 __all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "weighted_overall"]
 
 
-@dataclass
 class BatchGroupStats:
-    """Group sums of one batch. ``group_loss`` stays differentiable."""
+    """Group sums of one batch, each computed on first use (a step pays only for what its
+    problem reads). ``group_loss`` and ``loss`` stay differentiable when the per-sample losses
+    are.
 
-    counts: torch.Tensor  # (G,) samples of each group in the batch
-    present: torch.Tensor  # (G,) bool
-    group_loss: torch.Tensor  # (G,) mean loss per group (0 where absent)
-    group_accuracy: torch.Tensor  # (G,) batch accuracy per group (0 where absent)
-    loss: torch.Tensor  # scalar batch mean loss
+    Attributes
+    ----------
+    counts : torch.Tensor
+        ``(G,)`` samples of each group in the batch (float).
+    present : torch.Tensor
+        ``(G,)`` bool, groups with at least one sample.
+    group_loss, group_accuracy : torch.Tensor
+        ``(G,)`` mean loss and accuracy per group (0 where absent).
+    loss : torch.Tensor
+        Scalar batch mean loss.
+    """
+
+    def __init__(self, per_sample_loss: torch.Tensor, correct: torch.Tensor,
+                 group_ids: torch.Tensor, num_groups: int) -> None:
+        self.per_sample_loss, self.correct, self.group_ids = per_sample_loss, correct, group_ids
+        self.num_groups = num_groups
+
+    @cached_property
+    def counts(self) -> torch.Tensor:
+        # index_add, not bincount: on a GPU, bincount reads the largest id on the host
+        ones = torch.ones_like(self.per_sample_loss)
+        return ones.new_zeros(self.num_groups).index_add_(0, self.group_ids, ones)
+
+    @cached_property
+    def present(self) -> torch.Tensor:
+        return self.counts > 0
+
+    @cached_property
+    def _safe_counts(self) -> torch.Tensor:
+        return self.counts.clamp(min=1)
+
+    def _group_means(self, values: torch.Tensor) -> torch.Tensor:
+        zeros = values.new_zeros(self.num_groups)
+        return zeros.index_add(0, self.group_ids, values) / self._safe_counts
+
+    @cached_property
+    def group_loss(self) -> torch.Tensor:
+        return self._group_means(self.per_sample_loss)
+
+    @cached_property
+    def group_accuracy(self) -> torch.Tensor:
+        return self._group_means(self.correct.to(self.counts.dtype))
+
+    @cached_property
+    def loss(self) -> torch.Tensor:
+        return self.per_sample_loss.mean()
 
 
 def batch_group_stats(
     per_sample_loss: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor, num_groups: int
 ) -> BatchGroupStats:
-    """Group means of per-sample losses and correctness with ``index_add`` (no host sync)."""
-    zeros = per_sample_loss.new_zeros(num_groups)
-    counts = zeros.detach().index_add(0, group_ids, torch.ones_like(per_sample_loss.detach()))
-    safe = counts.clamp(min=1)
-    group_loss = zeros.index_add(0, group_ids, per_sample_loss) / safe
-    group_accuracy = zeros.detach().index_add(0, group_ids, correct.to(zeros.dtype)) / safe
-    return BatchGroupStats(counts, counts > 0, group_loss, group_accuracy, per_sample_loss.mean())
+    """Group means of per-sample losses and correctness (``bincount``/``index_add``, no host
+    sync), computed lazily."""
+    return BatchGroupStats(per_sample_loss, correct, group_ids, num_groups)
 
 
 def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

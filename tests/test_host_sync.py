@@ -1,0 +1,147 @@
+"""The training step never waits for the device: no host synchronisation per step.
+
+On a GPU, reading a value on the host (``.item()``, ``bool(t)``, ``.tolist()``), and ops whose
+output size depends on values (``nonzero``, boolean-mask indexing, ``bincount``, ``unique``)
+stall the pipeline. On CPU the test intercepts every torch call of one training step with a
+``TorchFunctionMode`` and counts those that would synchronise; with CUDA, the same step runs
+under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+import fairprune.training.engine as engine_module
+from fairprune import FairPrunedClassifier
+from fairprune._data import pack
+from fairprune.constraints import CEAGProblem, EqualizedLossProblem, FairnessState, NaiveFineTuning
+from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
+from fairprune.training import FineTuningEngine, make_dual_optimizer
+
+#: torch functions and methods that make the host wait for the device
+SYNCING = {
+    "item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
+    "nonzero", "argwhere", "bincount", "unique", "unique_consecutive", "masked_select",
+    "repeat_interleave", "histc",
+}
+
+
+class SyncCounter(TorchFunctionMode):
+    """Records the calls of a block that would synchronise a GPU with the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in SYNCING:
+            self.calls.append(name)
+        elif name in ("__getitem__", "__setitem__") and _has_bool_mask(args[1:2]):
+            self.calls.append(f"{name}[bool mask]")
+        return func(*args, **(kwargs or {}))
+
+
+def _has_bool_mask(index) -> bool:
+    items = index[0] if index and isinstance(index[0], tuple) else index
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+def test_the_counter_sees_what_syncs():
+    x = torch.arange(6.0)
+    with SyncCounter() as counter:
+        x.sum().item()
+        bool(x.max() > 2)
+        x[x > 2]
+        torch.bincount(x.long())
+        x.nonzero()
+    assert counter.calls == ["item", "__bool__", "__getitem__[bool mask]", "bincount", "nonzero"]
+
+
+def make_engine(method: str, num_groups: int, buffer_size: int = 40):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    masks = MaskSet(magnitude_masks(model, prunable_layers(model), 0.5))
+    constrained = method != "nft"
+    state = FairnessState(num_groups, buffer_size if constrained else 0, constrained)
+    state.reference.fill(torch.rand(64), (torch.rand(64) > 0.2).float(),
+                         torch.randint(0, num_groups, (64,)))
+    problems = {"nft": NaiveFineTuning, "ceag": CEAGProblem, "el": EqualizedLossProblem}
+    problem = problems[method](state, 0.01)
+    dual = make_dual_optimizer("sgd", state.multiplier.parameters(), 0.1) if constrained else None
+    primal = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    return model, FineTuningEngine(problem, primal, dual, masks, max_multiplier_sum=None)
+
+
+def run_steps(model, engine, steps=3, num_groups=5):
+    for _ in range(steps):
+        x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+        group_ids = torch.randint(0, num_groups, (32,))
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="none")
+        correct = (logits.detach().argmax(1) == y).float()
+        engine.step(model, loss, correct, group_ids)
+
+
+@pytest.fixture
+def no_cpu_id_check(monkeypatch):
+    """The group-id range check reads values and runs on CPU tensors only (on a GPU it is
+    skipped for this reason); take it out so the count covers what a GPU step runs."""
+    monkeypatch.setattr(engine_module, "check_group_ids", lambda *args: None)
+
+
+@pytest.mark.parametrize("method, buffer_size, max_sum", [
+    ("nft", 0, None), ("ceag", 4, None), ("ceag", 0, None), ("el", 4, None), ("el", 0, None),
+    ("ceag", 4, 1.0),
+])
+def test_engine_step_has_no_host_sync(method, buffer_size, max_sum, no_cpu_id_check):
+    model, engine = make_engine(method, 5, buffer_size)
+    engine.max_multiplier_sum = max_sum
+    run_steps(model, engine, steps=2)  # warm up: lazily created optimizer state
+    with SyncCounter() as counter:
+        run_steps(model, engine)
+    assert counter.calls == []
+    if method != "nft":  # and the step did update the multipliers
+        assert engine.problem.state.multiplier_values().abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["nft", "ceag", "equalized_loss"])
+def test_estimator_train_step_has_no_host_sync(method, no_cpu_id_check):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 200)
+    groups = rng.integers(0, 4, 200)
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    clf = FairPrunedClassifier(dense, sparsity=0.5, method=method, pruning_epochs=1,
+                               max_epochs=1, batch_size=50, verbose=0, random_state=0)
+    clf.fit(X, y, groups=groups)
+    codes = np.searchsorted(clf.groups_, groups)
+    batch = next(iter(clf.get_iterator(clf.get_dataset(pack(X, codes), y), training=True)))
+    with SyncCounter() as counter:
+        clf.train_step(batch)
+    assert counter.calls == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("method", ["nft", "ceag", "el"])
+def test_engine_step_on_cuda_under_sync_debug_mode(method):
+    model, engine = make_engine(method, 5)
+    model.cuda()
+    engine.problem.state.cuda()
+    engine.masks.cuda()
+    x = torch.randn(32, 8, device="cuda")
+    y = torch.randint(0, 3, (32,), device="cuda")
+    group_ids = torch.randint(0, 5, (32,), device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y, reduction="none")
+            engine.step(model, loss, (logits.detach().argmax(1) == y).float(), group_ids)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
