@@ -42,9 +42,10 @@ reproduce: $(VENV)/.installed-dev
 reproduce-faces: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/reproduce_faces.py
 
-# about 6 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
+# about 10 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ceag_overhead.py
+	$(BIN)/python benchmarks/short_step_overhead.py
 	$(BIN)/python benchmarks/fit_vs_hand_loop.py
 	$(BIN)/python benchmarks/gmp_cost.py
 	$(BIN)/python benchmarks/channel_export_speed.py

@@ -60,7 +60,7 @@ def make_step(method: str, n_groups: int, batch: int, make_model=small_cnn):
     else:
         problem = (CEAGProblem if method == "ceag" else EqualizedLossProblem)(state, 0.02)
         dual = make_dual_optimizer("sgd", state.multiplier.parameters(), 1e-3)
-    engine = FineTuningEngine(problem, primal, dual, masks)
+    engine = FineTuningEngine(problem, primal, dual, masks, max_multiplier_sum=None)  # as fit
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
     groups = torch.randint(0, n_groups, (batch,))

@@ -14,6 +14,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 RUNS = [
     ("ceag_overhead.py", ["--groups", "2", "30", "--repeats", "2", "--batch", "16"],
      "ceag_overhead.json"),
+    ("short_step_overhead.py", ["--groups", "3", "20", "--rounds", "1", "--rows", "600",
+                                "--epochs", "1", "--batch", "64"], "short_step_overhead.json"),
     ("fit_vs_hand_loop.py", ["--samples", "256", "--repeats", "1"], "fit_vs_hand_loop.json"),
     ("gmp_cost.py", ["--samples", "256", "--repeats", "1"], "gmp_cost.json"),
     ("gmp_cache_gridsearch.py", ["--quick", "--rounds", "1"], "gmp_cache_gridsearch.json"),
@@ -39,6 +41,12 @@ def test_benchmark_script_runs_and_writes_json(tmp_path, script, args, output):
         run("summarize.py", [str(tmp_path / "docs")], tmp_path)
         assert (tmp_path / "docs" / "overhead.png").stat().st_size > 0
         assert "| 30 |" in (tmp_path / "docs" / "bench.md").read_text()
+    if script == "short_step_overhead.py":
+        assert [row["groups"] for row in payload["results"]] == [3, 20]
+        assert all(len(row["samples_ms"]["CEAG"]) == 1 and row["nft_ms"] > 0
+                   for row in payload["results"])
+        run("summarize.py", [str(tmp_path / "docs")], tmp_path)
+        assert "Short steps" in (tmp_path / "docs" / "bench.md").read_text()
     if script == "gmp_cache_gridsearch.py":
         (row,) = payload["rows"]
         assert row["identical_scores"] and row["gmp_phases_run"] == 3
