@@ -1,4 +1,5 @@
-"""Loaders for real data: bundled digits (no files needed), the UCI Adult file and UTKFace."""
+"""Loaders for real data: bundled digits (no files needed), UCI Adult (from a file, or fetched
+once into the data home) and UTKFace."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .utkface import UTKFACE_AGE_BUCKETS, UTKFACE_GENDERS, UTKFACE_RACES, load_utkface
+from .fetch import fetch_file
+from .utkface import UTKFACE_AGE_BUCKETS, UTKFACE_GENDERS, UTKFACE_RACES, get_data_home, load_utkface
 
 __all__ = [
     "ADULT_CATEGORIES",
@@ -15,6 +17,7 @@ __all__ = [
     "ADULT_MISSING",
     "ADULT_UNKNOWN_GROUP",
     "adult_preprocessor",
+    "fetch_adult",
     "UTKFACE_AGE_BUCKETS",
     "UTKFACE_GENDERS",
     "UTKFACE_RACES",
@@ -29,6 +32,9 @@ ADULT_COLUMNS = [
     "hours-per-week", "native-country", "income",
 ]
 _ADULT_GROUP_COLUMNS = ["race", "sex", "native-country"]
+#: where the UCI machine learning repository serves the Adult files
+ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
+_ADULT_FILES = {"train": "adult.data", "test": "adult.test"}
 
 
 def load_digits_groups() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -144,6 +150,46 @@ def load_adult(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame
     for column in _ADULT_NUMERIC:
         X[column] = X[column].astype(np.float32)
     return X, y, groups
+
+
+def fetch_adult(subset: str = "train", *, data_home: str | Path | None = None,
+                download_if_missing: bool = True) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """UCI Adult, downloaded once into the data home, then read by :func:`load_adult`.
+
+    Like scikit-learn's ``fetch_*`` loaders: the file is looked up under
+    ``<data_home>/adult/`` (see :func:`fairprune.utkface.get_data_home`; ``$FAIRPRUNE_DATA``
+    or ``~/.cache/fairprune``) and downloaded from :data:`ADULT_URL` only when missing. A
+    download is checked (it must read as an Adult file) before it is cached.
+
+    Parameters
+    ----------
+    subset : {"train", "test"}, default="train"
+        ``adult.data`` (32,561 rows) or ``adult.test`` (16,281 rows).
+    data_home : str or Path, optional
+        Cache folder; see :func:`fairprune.utkface.get_data_home`.
+    download_if_missing : bool, default=True
+        If False, a missing file raises instead of being downloaded.
+
+    Returns
+    -------
+    X, y, groups
+        As :func:`load_adult`.
+
+    Raises
+    ------
+    OSError
+        The file is missing and cannot be downloaded (offline, or
+        ``download_if_missing=False``); the message says where to put it by hand.
+    """
+    if subset not in _ADULT_FILES:
+        raise ValueError(f"fetch_adult: subset must be 'train' or 'test'; got {subset!r}.")
+    name = _ADULT_FILES[subset]
+    path = get_data_home(data_home) / "adult" / name
+    if not path.is_file() and not download_if_missing:
+        raise OSError(f"fetch_adult: {path} does not exist and download_if_missing=False. "
+                      f"Put UCI's {name} there, or pass download_if_missing=True.")
+    fetch_file(ADULT_URL + name, path, check=load_adult, caller="fetch_adult")
+    return load_adult(path)
 
 
 def adult_preprocessor():

@@ -1,9 +1,12 @@
-import numpy as np
+import io
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from fairprune.datasets import ADULT_CATEGORIES, adult_preprocessor, load_adult, load_digits_groups
+import fairprune.fetch as fetch_module
+from fairprune.datasets import (ADULT_CATEGORIES, ADULT_URL, adult_preprocessor, fetch_adult,
+                                load_adult, load_digits_groups)
 
 
 def test_digits_groups():
@@ -102,3 +105,51 @@ def test_utkface_folder(tmp_path):
         load_utkface(empty)
     with pytest.raises(ValueError, match="target must be"):
         load_utkface(folder, target="age")
+
+
+class FakeUrlopen:
+    """``urllib.request.urlopen`` serving fixed bytes (or failing), counting its calls."""
+
+    def __init__(self, payload: bytes | None = None, error: Exception | None = None):
+        self.payload, self.error, self.urls = payload, error, []
+
+    def __call__(self, url, timeout=None):
+        self.urls.append(url)
+        if self.error is not None:
+            raise self.error
+        return io.BytesIO(self.payload)
+
+
+def test_fetch_adult_downloads_once_into_the_data_home(tmp_path, monkeypatch):
+    fake = FakeUrlopen(TEST_FORMAT.encode())
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", fake)
+    X, y, groups = fetch_adult("test", data_home=tmp_path)
+    assert fake.urls == [ADULT_URL + "adult.test"] and y.tolist() == [0, 1, 1]
+    assert sorted(p.name for p in (tmp_path / "adult").iterdir()) == ["adult.test"]
+    X2, y2, _ = fetch_adult("test", data_home=tmp_path)  # cached: no second download
+    assert len(fake.urls) == 1 and y2.tolist() == y.tolist()
+    monkeypatch.setenv("FAIRPRUNE_DATA", str(tmp_path))  # the data home from the environment
+    assert fetch_adult("test", download_if_missing=False)[1].tolist() == [0, 1, 1]
+
+
+def test_fetch_adult_offline_says_where_to_put_the_file(tmp_path, monkeypatch):
+    import urllib.error
+
+    fake = FakeUrlopen(error=urllib.error.URLError("Temporary failure in name resolution"))
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", fake)
+    with pytest.raises(OSError, match=r"could not download .*adult\.data.*put it at .*adult"):
+        fetch_adult(data_home=tmp_path)
+    assert not any((tmp_path / "adult").iterdir())  # nothing half-written is left
+    with pytest.raises(OSError, match="download_if_missing=False"):
+        fetch_adult(data_home=tmp_path, download_if_missing=False)
+    assert len(fake.urls) == 1
+
+
+def test_fetch_adult_refuses_a_download_that_is_not_adult(tmp_path, monkeypatch):
+    fake = FakeUrlopen(b"<html><body>Service unavailable</body></html>\n")
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", fake)
+    with pytest.raises(ValueError, match="not what was expected.*nothing was cached"):
+        fetch_adult(data_home=tmp_path)
+    assert not any((tmp_path / "adult").iterdir())
+    with pytest.raises(ValueError, match="subset must be 'train' or 'test'"):
+        fetch_adult("validation", data_home=tmp_path)

@@ -1,0 +1,57 @@
+"""Download a public data file once into the data home, as scikit-learn's ``fetch_*`` do.
+
+One job: get a file from a URL to ``<data home>/<folder>/<name>`` atomically (a partial
+download never looks like a cached file), or say clearly why not and where to put the file
+by hand. Used by :func:`fairprune.datasets.fetch_adult`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["fetch_file"]
+
+
+def fetch_file(url: str, path: Path, *, check: Callable[[Path], object], caller: str,
+               timeout: float = 60.0) -> Path:
+    """``path``, downloaded from ``url`` first when it is not there yet.
+
+    The download goes to a temporary file beside ``path``; ``check(tmp)`` must accept it
+    (raise ``ValueError`` otherwise) before it is renamed to ``path``. A failed download or
+    check leaves nothing behind.
+
+    Raises
+    ------
+    OSError
+        The download failed (offline, unreachable host, HTTP error); the message names the
+        URL and where to put the file by hand.
+    ValueError
+        The downloaded file failed ``check``.
+    """
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise OSError(
+                f"{caller} could not download {url} ({exc}). Without internet access, "
+                f"download the file elsewhere and put it at {path} (or point "
+                "$FAIRPRUNE_DATA / data_home at the folder that holds it).") from exc
+        try:
+            check(partial)
+        except ValueError as exc:
+            raise ValueError(f"{caller}: the file downloaded from {url} is not what was "
+                             f"expected ({exc}); nothing was cached.") from exc
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
