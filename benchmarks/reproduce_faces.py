@@ -79,21 +79,28 @@ def group_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return frame[list(columns)].astype(str).agg(" / ".join, axis=1).to_numpy()
 
 
-def dense_model(X, y, n_classes: int, seed: int, width: int, epochs: int, cache: Path):
+def dense_model(X, y, n_classes: int, seed: int, width: int, epochs: int, cache: Path,
+                flips: bool = True):
     """The face CNN trained with Adam for ``epochs`` epochs with random horizontal flips, the
-    paper's augmentation in every training phase (cached by data and settings)."""
+    paper's augmentation in every training phase (cached by data and settings).
+    ``flips=False`` trains it on the unflipped images only (fine-tuning still flips): the
+    ablation of ``--dense-without-flips``."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(X[:: max(1, len(X) // 256)]).tobytes())
     digest.update(np.ascontiguousarray(y).tobytes())
-    digest.update(f"{n_classes}-{seed}-{width}-{epochs}-{X.shape}-flips".encode())
+    digest.update(f"{n_classes}-{seed}-{width}-{epochs}-{X.shape}".encode())
+    if flips:
+        digest.update(b"-flips")
     path = cache / f"dense-{digest.hexdigest()[:24]}.pt"
     torch.manual_seed(seed)
     model = make_face_cnn(n_classes, width=width)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
+    model[0].p = 0.5 if flips else 0.0
     model = train_classifier(model, X, y, epochs=epochs, lr=2e-3, batch_size=128,
                              lr_schedule="cosine")
+    model[0].p = 0.5  # fine-tuning flips, the paper's augmentation
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return model
@@ -166,7 +173,7 @@ def study(args) -> pd.DataFrame:
         sparsities = args.sparsities if main else args.other_sparsities
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             dense = dense_model(split[0], split[2], n_classes, seed, args.width,
-                                args.dense_epochs, cache)
+                                args.dense_epochs, cache, flips=not args.dense_without_flips)
             for sparsity in sparsities:
                 # every method at the main cell (first sparsity), fewer elsewhere
                 first = main and sparsity == sparsities[0]
@@ -241,6 +248,8 @@ def parse(argv) -> argparse.Namespace:
                         help="methods at the main setting's other sparsities")
     parser.add_argument("--other-methods", nargs="+", default=["NFT", "EL", "EL+RB", "CEAG"],
                         choices=list(METHODS), help="methods of the other settings")
+    parser.add_argument("--dense-without-flips", action="store_true",
+                        help="ablation: train the dense model on unflipped images only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-gmp-cache", action="store_true")
     parser.add_argument("--quick", action="store_true",
