@@ -14,6 +14,7 @@ from fairprune.constraints import (
     batch_group_stats,
 )
 from fairprune.training import FineTuningEngine, make_dual_optimizer
+from test_host_sync import forbid_host_sync
 
 
 def reference_state(num_groups=3, buffer_size=0, constrained=True):
@@ -99,26 +100,6 @@ def tiny_engine(problem_cls, buffer_size=4, dual="sgd", tolerance=0.0):
     dual_opt = make_dual_optimizer(dual, state.multiplier.parameters(), 0.5) if constrained else None
     primal = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     return model, state, FineTuningEngine(problem, primal, dual_opt)
-
-
-@contextlib.contextmanager
-def forbid_host_sync():
-    """Make every tensor-to-host conversion raise while the block runs."""
-    names = ["item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"]
-    originals = {n: getattr(torch.Tensor, n) for n in names}
-
-    def refuse(name):
-        def method(self, *args, **kwargs):
-            raise AssertionError(f"host synchronisation: Tensor.{name}() in the training step")
-        return method
-
-    try:
-        for n in names:
-            setattr(torch.Tensor, n, refuse(n))
-        yield
-    finally:
-        for n, fn in originals.items():
-            setattr(torch.Tensor, n, fn)
 
 
 # nuPI is excluded from the sync check: cooper-optim 1.0.1's nuPI update branches on tensor

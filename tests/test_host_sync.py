@@ -2,22 +2,23 @@
 
 On a GPU, reading a value on the host (``.item()``, ``bool(t)``, ``.tolist()``), and ops whose
 output size depends on values (``nonzero``, boolean-mask indexing, ``bincount``, ``unique``)
-stall the pipeline. On CPU the test intercepts every torch call of one training step with a
-``TorchFunctionMode`` and counts those that would synchronise; with CUDA, the same step runs
-under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronisation.
+stall the pipeline. On CPU, :class:`SyncCounter` intercepts every torch call of a block with a
+``TorchFunctionMode`` and records those that would synchronise; :func:`forbid_host_sync` (used
+by the engine and estimator tests elsewhere) fails a block that makes any. With CUDA, the
+estimator's step also runs under ``torch.cuda.set_sync_debug_mode("error")``
+(``test_training_options``).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import fairprune.training.engine as engine_module
-from fairprune import FairPrunedClassifier
-from fairprune._data import pack
 from fairprune.constraints import CEAGProblem, EqualizedLossProblem, FairnessState, NaiveFineTuning
 from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
 from fairprune.training import FineTuningEngine, make_dual_optimizer
@@ -44,6 +45,14 @@ class SyncCounter(TorchFunctionMode):
         elif name in ("__getitem__", "__setitem__") and _has_bool_mask(args[1:2]):
             self.calls.append(f"{name}[bool mask]")
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def forbid_host_sync():
+    """Fail if the block makes any call that would synchronise a GPU with the host."""
+    with SyncCounter() as counter:
+        yield counter
+    assert counter.calls == [], f"host synchronisation in the training step: {counter.calls}"
 
 
 def _has_bool_mask(index) -> bool:
@@ -102,46 +111,7 @@ def test_engine_step_has_no_host_sync(method, buffer_size, max_sum, no_cpu_id_ch
     model, engine = make_engine(method, 5, buffer_size)
     engine.max_multiplier_sum = max_sum
     run_steps(model, engine, steps=2)  # warm up: lazily created optimizer state
-    with SyncCounter() as counter:
+    with forbid_host_sync():
         run_steps(model, engine)
-    assert counter.calls == []
     if method != "nft":  # and the step did update the multipliers
         assert engine.problem.state.multiplier_values().abs().sum() > 0
-
-
-@pytest.mark.parametrize("method", ["nft", "ceag", "equalized_loss"])
-def test_estimator_train_step_has_no_host_sync(method, no_cpu_id_check):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((200, 8)).astype(np.float32)
-    y = rng.integers(0, 3, 200)
-    groups = rng.integers(0, 4, 200)
-    torch.manual_seed(0)
-    dense = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
-    clf = FairPrunedClassifier(dense, sparsity=0.5, method=method, pruning_epochs=1,
-                               max_epochs=1, batch_size=50, verbose=0, random_state=0)
-    clf.fit(X, y, groups=groups)
-    codes = np.searchsorted(clf.groups_, groups)
-    batch = next(iter(clf.get_iterator(clf.get_dataset(pack(X, codes), y), training=True)))
-    with SyncCounter() as counter:
-        clf.train_step(batch)
-    assert counter.calls == []
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
-@pytest.mark.parametrize("method", ["nft", "ceag", "el"])
-def test_engine_step_on_cuda_under_sync_debug_mode(method):
-    model, engine = make_engine(method, 5)
-    model.cuda()
-    engine.problem.state.cuda()
-    engine.masks.cuda()
-    x = torch.randn(32, 8, device="cuda")
-    y = torch.randint(0, 3, (32,), device="cuda")
-    group_ids = torch.randint(0, 5, (32,), device="cuda")
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y, reduction="none")
-            engine.step(model, loss, (logits.detach().argmax(1) == y).float(), group_ids)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
