@@ -246,12 +246,11 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
     def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
         """``μ_g``: the derivative of the multiplier terms ``Σ_g λ_g c_g`` of the primal
-        Lagrangian with respect to the proxy ``(L_g − L)`` of every group (0 where absent)."""
-        multipliers = self.state.multiplier.weight.detach().flatten()
-        return torch.where(stats.present, multipliers, torch.zeros_like(multipliers))
+        Lagrangian with respect to the proxy ``(L_g − L)`` of every group present in the
+        batch (detached)."""
+        return self.state.multiplier.weight.detach().flatten()
 
     def primal_objective(self, per_sample_loss: torch.Tensor, stats: BatchGroupStats) -> torch.Tensor:
         """A differentiable scalar with the gradient of Cooper's primal Lagrangian
@@ -263,9 +262,10 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
         and one sum in the backward pass instead of the group sums' graph (tested equal to
         :meth:`compute_cmp_state`'s Lagrangian). ``stats`` may hold detached losses.
         """
-        mu = self.primal_weights(stats)
-        n = per_sample_loss.numel()
-        weights = (mu / stats.counts.clamp(min=1))[stats.group_ids] + (1 - mu.sum()) / max(n, 1)
+        # μ_{g_i} / n_{g_i} per sample; summed over the batch it is Σ_g μ_g over the groups
+        # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
+        share = (self.primal_weights(stats) / stats.counts.clamp(min=1))[stats.group_ids]
+        weights = share + (1 - share.sum()) / max(per_sample_loss.numel(), 1)
         return (weights * per_sample_loss).sum()
 
 
@@ -333,7 +333,6 @@ class EqualizedLossProblem(FairnessProblem):
         gap = self._gap(stats.group_loss, stats.loss)
         return torch.where(stats.present, gap, torch.zeros_like(gap))
 
-    @torch.no_grad()
     def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
         weights = super().primal_weights(stats)
         if self.signed:

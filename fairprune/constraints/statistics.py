@@ -75,7 +75,7 @@ def batch_group_stats(
 
 def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``Σ w_g v_g / Σ w_g`` over the groups in ``mask`` (0 when the mask is empty)."""
-    w = weights * mask.to(weights.dtype)
+    w = torch.where(mask, weights, 0.0)
     return (w * values).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
