@@ -203,8 +203,10 @@ def write_outputs(results: pd.DataFrame, figures: dict, args, seconds: float) ->
     out.mkdir(parents=True, exist_ok=True)
     results.to_json(out / "faces.json", orient="records", indent=1)
     table = summary_table(results)
+    shown = [a for i, a in enumerate(args.argv)  # where the files go changes no number
+             if a != "--out" and (i == 0 or args.argv[i - 1] != "--out")]
     header = (
-        f"Produced by `{shlex.join(['python', 'benchmarks/reproduce_faces.py', *args.argv])}` on "
+        f"Produced by `{shlex.join(['python', 'benchmarks/reproduce_faces.py', *shown])}` on "
         f"{dt.date.today().isoformat()} in {seconds / 60:.1f} min (torch {torch.__version__}, "
         f"device {args.device}, {torch.get_num_threads()} CPU threads). {args.image_size} px, "
         f"face CNN width {args.width}, {args.gmp_epochs} GMP + {args.ft_epochs} fine-tuning "
