@@ -12,15 +12,19 @@ from skorch.callbacks import Callback, PrintLog, ProgressBar
 
 from ..training.phases import current_epoch, phase_of, stage_of
 
-__all__ = ["FairnessLogger", "PhaseProgressBar", "PlainPrintLog", "plain_text_sink"]
+__all__ = ["FairnessLogger", "PhaseProgressBar", "PlainPrintLog", "is_terminal", "plain_text_sink"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal (a stream without ``isatty`` is not)."""
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
 def plain_text_sink(text: str) -> None:
     """``print``, without colour codes when standard output is not a terminal (logs, CI)."""
-    stream = sys.stdout
-    print(text if getattr(stream, "isatty", lambda: False)() else _ANSI.sub("", text))
+    print(text if is_terminal(sys.stdout) else _ANSI.sub("", text))
 
 
 class PlainPrintLog(PrintLog):
@@ -35,7 +39,7 @@ class PlainPrintLog(PrintLog):
 def is_interactive() -> bool:
     """Whether a person watches the output: standard error is a terminal, or a Jupyter
     kernel runs the code."""
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+    return is_terminal(sys.stderr) or "ipykernel" in sys.modules
 
 
 class PhaseProgressBar(ProgressBar):

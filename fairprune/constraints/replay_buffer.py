@@ -5,25 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ReplayBuffer", "rank_within_group"]
-
-
-def rank_within_group(group_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Position of every sample among the samples of its group, in batch order.
-
-    Vectorised (a stable sort and a cumulative sum), no host synchronisation.
-    """
-    order = torch.sort(group_ids, stable=True).indices
-    sorted_rank = _sorted_ranks(group_ids[order], counts)
-    rank = torch.empty_like(sorted_rank)
-    rank[order] = sorted_rank
-    return rank
-
-
-def _sorted_ranks(sorted_ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Ranks within groups of ids sorted by group (stable): position minus the group's start."""
-    starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(sorted_ids.numel(), device=sorted_ids.device) - starts[sorted_ids]
+__all__ = ["ReplayBuffer"]
 
 
 class ReplayBuffer(nn.Module):
@@ -99,7 +81,9 @@ class ReplayBuffer(nn.Module):
         batch_counts = torch.zeros_like(self.counts).index_add_(0, group_ids, torch.ones_like(group_ids))
         order = torch.sort(group_ids, stable=True).indices
         sorted_ids = group_ids[order]
-        rank = _sorted_ranks(sorted_ids, batch_counts)
+        # rank within the group: sorted position minus the group's first sorted position
+        starts = torch.cumsum(batch_counts, 0) - batch_counts
+        rank = torch.arange(sorted_ids.numel(), device=sorted_ids.device) - starts[sorted_ids]
         # a sample survives when fewer than `size` later samples of its group follow it;
         # the others go to the scratch row
         keep = rank >= batch_counts[sorted_ids] - self.size

@@ -68,8 +68,8 @@ class BatchGroupStats:
 def batch_group_stats(
     per_sample_loss: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor, num_groups: int
 ) -> BatchGroupStats:
-    """Group means of per-sample losses and correctness (``bincount``/``index_add``, no host
-    sync), computed lazily."""
+    """Group means of per-sample losses and correctness (``index_add``, no host sync),
+    computed lazily."""
     return BatchGroupStats(per_sample_loss, correct, group_ids, num_groups)
 
 
