@@ -87,14 +87,21 @@ def test_missing_locator_column_and_one_sample_group(digits, digits_dense):
     assert np.isfinite(fitted.multipliers_).all()
 
 
-def test_checkpoint_resume_matches_uninterrupted_run(digits, digits_dense, tmp_path):
+@pytest.mark.parametrize("constraint_data", ["train", "heldout"])
+def test_checkpoint_resume_matches_uninterrupted_run(digits, digits_dense, tmp_path,
+                                                     constraint_data):
+    """Also with held-out estimates: the last held-out pass, which drives the first dual steps
+    after the resume, comes back from the checkpoint."""
     from skorch.callbacks import LoadInitState
+    from skorch.dataset import ValidSplit
 
     from fairprune.callbacks import fair_checkpoint
 
     X, y = digits
     params = dict(sparsity=0.9, tolerance=0.01, dense_layers=(), pruning_epochs=2, max_epochs=3,
-                  lr=0.05, verbose=0, random_state=5)
+                  lr=0.05, verbose=0, random_state=5, constraint_data=constraint_data)
+    if constraint_data == "heldout":
+        params["train_split"] = ValidSplit(0.2, stratified=True, random_state=0)
     full = FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
 
     cp = fair_checkpoint(str(tmp_path / "cp"))
