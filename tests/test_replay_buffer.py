@@ -18,19 +18,21 @@ def scenario(draw):
             max_size=12,
         )
     )
-    return groups, size, batches
+    precounted = draw(st.booleans())  # the caller passes the batch's group counts (as floats)
+    return groups, size, batches, precounted
 
 
 @settings(max_examples=300, deadline=None)
 @given(scenario())
 def test_matches_a_deque_per_group(case):
-    groups, size, batches = case
+    groups, size, batches, precounted = case
     buffer = ReplayBuffer(groups, size)
     reference = [collections.deque(maxlen=size) for _ in range(groups)]
     for batch in batches:
         ids = torch.tensor([g for g, _ in batch])
         values = torch.tensor([float(v) for _, v in batch])
-        buffer.update(ids, values)
+        counts = torch.zeros(groups).index_add_(0, ids, torch.ones(len(ids))) if precounted else None
+        buffer.update(ids, values, counts)
         for g, v in batch:
             reference[g].append(float(v))
         for g in range(groups):

@@ -113,12 +113,18 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,
-               heldout: bool = False, loss: torch.Tensor | None = None) -> None:
-        """Add a batch's per-sample correctness (and, held out, losses) to the epoch's sums."""
+               heldout: bool = False, loss: torch.Tensor | None = None,
+               batch_counts: torch.Tensor | None = None) -> None:
+        """Add a batch's per-sample correctness (and, held out, losses) to the epoch's sums;
+        ``batch_counts`` (samples per group) saves counting them again."""
         sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
                         else (self.epoch_correct, self.epoch_count))
-        sums.index_add_(0, group_ids, correct.to(sums.dtype))
-        counts.index_add_(0, group_ids, torch.ones_like(counts[group_ids]))
+        correct = correct.to(sums.dtype)
+        sums.index_add_(0, group_ids, correct)
+        if batch_counts is None:
+            counts.index_add_(0, group_ids, torch.ones_like(correct))
+        else:
+            counts.add_(batch_counts)
         if heldout and loss is not None:
             self.heldout_loss.index_add_(0, group_ids, loss.detach().to(sums.dtype))
 
@@ -264,9 +270,9 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
         """
         # μ_{g_i} / n_{g_i} per sample; summed over the batch it is Σ_g μ_g over the groups
         # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
-        share = (self.primal_weights(stats) / stats.counts.clamp(min=1))[stats.group_ids]
+        share = (self.primal_weights(stats) / stats.safe_counts)[stats.group_ids]
         weights = share + (1 - share.sum()) / max(per_sample_loss.numel(), 1)
-        return (weights * per_sample_loss).sum()
+        return torch.dot(weights, per_sample_loss)
 
 
 class NaiveFineTuning(FairnessProblem):
@@ -302,7 +308,7 @@ class CEAGProblem(FairnessProblem):
             sparse, _, weights, trusted = self.state.last_heldout()
             ref = self.state.heldout
         elif buffer is not None:
-            buffer.update(inputs.group_ids, inputs.correct)
+            buffer.update(inputs.group_ids, inputs.correct, stats.counts)
             sparse, trusted = _buffer_estimates(buffer)
             weights = ref.group_frequency
         elif is_distributed():
@@ -311,8 +317,7 @@ class CEAGProblem(FairnessProblem):
             sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
         gaps = ref.group_accuracy - sparse
         overall = weighted_overall(gaps, weights, trusted)
-        psi = gaps - overall
-        return torch.where(trusted, psi - self.tolerance, torch.zeros_like(psi))
+        return torch.where(trusted, gaps - (overall + self.tolerance), 0.0)
 
 
 class EqualizedLossProblem(FairnessProblem):
@@ -355,11 +360,10 @@ class EqualizedLossProblem(FairnessProblem):
                 loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
             gap = self._gap(group_loss, loss)
             return torch.where(present, gap, torch.zeros_like(gap))
-        buffer.update(inputs.group_ids, inputs.per_sample_loss.detach())
+        buffer.update(inputs.group_ids, stats.per_sample_loss, stats.counts)
         losses, trusted = _buffer_estimates(buffer)
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
-        gap = self._gap(losses, overall)
-        return torch.where(trusted, gap, torch.zeros_like(gap))
+        return torch.where(trusted, self._gap(losses, overall), 0.0)
 
 
 class SignedEqualizedLossProblem(EqualizedLossProblem):

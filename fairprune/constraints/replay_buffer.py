@@ -68,27 +68,37 @@ class ReplayBuffer(nn.Module):
         sizes = group_sizes.to(self.required.device, torch.long).clamp(min=1)
         self.required.copy_(torch.minimum(self.required, sizes))
 
-    def update(self, group_ids: torch.Tensor, values: torch.Tensor) -> None:
+    def update(self, group_ids: torch.Tensor, values: torch.Tensor,
+               batch_counts: torch.Tensor | None = None) -> None:
         """Append a batch of per-sample ``values`` to the buffers of their groups.
 
         When a batch holds more than ``size`` samples of a group, the newest ``size`` (last in
         batch order) are kept, as a ``collections.deque(maxlen=size)`` would. The batch is
         written in group order (a stable sort), which keeps the batch order within a group.
+        ``batch_counts``, the ``(num_groups,)`` samples of each group in the batch, saves
+        counting them again when the caller has them.
         """
         group_ids = group_ids.to(self.storage.device, torch.long)
-        values = values.detach().to(self.storage.device, self.storage.dtype)
-        # index_add, not bincount: on a GPU, bincount reads the largest id on the host
-        batch_counts = torch.zeros_like(self.counts).index_add_(0, group_ids, torch.ones_like(group_ids))
-        order = torch.sort(group_ids, stable=True).indices
-        sorted_ids = group_ids[order]
-        # rank within the group: sorted position minus the group's first sorted position
-        starts = torch.cumsum(batch_counts, 0) - batch_counts
-        rank = torch.arange(sorted_ids.numel(), device=sorted_ids.device) - starts[sorted_ids]
+        if values.requires_grad:
+            values = values.detach()
+        values = values.to(self.storage.device, self.storage.dtype)
+        if batch_counts is None:
+            # index_add, not bincount: on a GPU, bincount reads the largest id on the host
+            batch_counts = torch.zeros_like(self.counts).index_add_(
+                0, group_ids, torch.ones_like(group_ids))
+        else:
+            batch_counts = batch_counts.to(self.counts.device, torch.long)
+        sorted_ids, order = torch.sort(group_ids, stable=True)
+        # a group's samples occupy sorted positions [end - count, end)
+        ends = batch_counts.cumsum(0)
+        sorted_position = torch.arange(sorted_ids.numel(), device=sorted_ids.device)
+        # slot: the group's write position plus the sample's rank within its group
+        slot = (sorted_position + (self.positions - ends + batch_counts)[sorted_ids]).remainder_(
+            self.size)
         # a sample survives when fewer than `size` later samples of its group follow it;
         # the others go to the scratch row
-        keep = rank >= batch_counts[sorted_ids] - self.size
+        keep = sorted_position >= (ends - self.size)[sorted_ids]
         rows = torch.where(keep, sorted_ids, self.num_groups)
-        slot = (self.positions[sorted_ids] + rank) % self.size
         self.storage.index_put_((rows, slot), values[order])
         self.positions.add_(batch_counts).remainder_(self.size)
         self.counts.add_(batch_counts).clamp_(max=self.size)
@@ -100,7 +110,7 @@ class ReplayBuffer(nn.Module):
 
     def means(self) -> torch.Tensor:
         """Mean of every group's buffered values (0 for an empty buffer)."""
-        return self.values.sum(dim=1) / self.counts.clamp(min=1).to(self.values.dtype)
+        return self.values.sum(dim=1) / self.counts.clamp(min=1)
 
     def ready(self) -> torch.Tensor:
         """Boolean mask of the groups holding at least ``min_count`` values (or all of their

@@ -45,12 +45,13 @@ class BatchGroupStats:
         return self.counts > 0
 
     @cached_property
-    def _safe_counts(self) -> torch.Tensor:
+    def safe_counts(self) -> torch.Tensor:
+        """``counts`` clipped at 1, for divisions (absent groups then give 0)."""
         return self.counts.clamp(min=1)
 
     def _group_means(self, values: torch.Tensor) -> torch.Tensor:
         zeros = values.new_zeros(self.num_groups)
-        return zeros.index_add(0, self.group_ids, values) / self._safe_counts
+        return zeros.index_add(0, self.group_ids, values) / self.safe_counts
 
     @cached_property
     def group_loss(self) -> torch.Tensor:
@@ -76,7 +77,7 @@ def batch_group_stats(
 def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``Σ w_g v_g / Σ w_g`` over the groups in ``mask`` (0 when the mask is empty)."""
     w = torch.where(mask, weights, 0.0)
-    return (w * values).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+    return torch.dot(w, values) / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
 class DenseReference(nn.Module):

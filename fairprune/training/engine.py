@@ -40,7 +40,7 @@ def set_dual_gradients(multiplier: torch.nn.Module, strict_violation: torch.Tens
     building and differentiating an autograd graph every step.
     """
     weight = multiplier.weight
-    weight.grad = strict_violation.detach().to(weight.dtype).reshape(weight.shape)
+    weight.grad = strict_violation.detach().to(weight.dtype).view(weight.shape)
 
 
 class GradientAscent:
@@ -153,12 +153,14 @@ class FineTuningEngine:
             check_group_ids(group_ids, self.problem.state.num_groups)
         self.primal_optimizer.zero_grad(set_to_none=True)
         problem = self.problem
+        detached_loss = per_sample_loss.detach()
+        batch_counts = None
         if self.dual_optimizer is None:  # NFT: the plain mean loss, no group statistics
             objective = per_sample_loss.mean()
         else:
             # group sums of detached losses for the dual update; the primal objective weights
             # the differentiable per-sample losses (see FairnessProblem.primal_objective)
-            stats = batch_group_stats(per_sample_loss.detach(), correct, group_ids,
+            stats = batch_group_stats(detached_loss, correct, group_ids,
                                       problem.state.num_groups)
             strict = problem.strict_violation(stats, StepInputs(per_sample_loss, correct, group_ids))
             set_dual_gradients(problem.state.multiplier, strict)
@@ -167,6 +169,7 @@ class FineTuningEngine:
                 multiplier.post_step_()
             problem.state.bound_multipliers_(self.max_multiplier_sum)
             objective = problem.primal_objective(per_sample_loss, stats)
+            batch_counts = stats.counts
         scaler = self.grad_scaler
         if scaler is None:
             objective.backward()
@@ -182,5 +185,5 @@ class FineTuningEngine:
             scaler.update()
         if self.masks is not None:
             self.masks.apply_(module)
-        problem.state.record(group_ids, correct)
-        return per_sample_loss.detach().mean()
+        problem.state.record(group_ids, correct, batch_counts=batch_counts)
+        return detached_loss.mean()
