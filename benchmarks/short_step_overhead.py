@@ -12,7 +12,7 @@ CNN of ``ceag_overhead.py`` hides. On CUDA (``--device cuda``) the epoch duratio
 skorch's per-batch loss read, the same for every method. Written to
 benchmarks/results/short_step_overhead.json.
 
-    python benchmarks/short_step_overhead.py [--groups 10 100 1000 5000] [--rounds 5]
+    python benchmarks/short_step_overhead.py [--groups 10 100 1000 5000] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def measure(n_groups: int, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, nargs="+", default=[10, 100, 1000, 5000])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)

@@ -24,11 +24,12 @@ def check_group_ids(group_ids: torch.Tensor, num_groups: int) -> None:
     index error deep inside torch. (Reads values: called on CPU tensors only.)"""
     if group_ids.dtype.is_floating_point or group_ids.dtype == torch.bool:
         raise TypeError(f"group_ids must be an integer tensor; got dtype {group_ids.dtype}.")
-    if group_ids.numel() and (int(group_ids.min()) < 0 or int(group_ids.max()) >= num_groups):
+    if not group_ids.numel():
+        return
+    low, high = (int(value) for value in torch.aminmax(group_ids))
+    if low < 0 or high >= num_groups:
         raise ValueError(
-            f"group_ids must lie in [0, {num_groups}); got values from {int(group_ids.min())} "
-            f"to {int(group_ids.max())}."
-        )
+            f"group_ids must lie in [0, {num_groups}); got values from {low} to {high}.")
 
 
 def set_dual_gradients(multiplier: torch.nn.Module, strict_violation: torch.Tensor) -> None:
