@@ -252,3 +252,25 @@ def test_primal_objective_has_the_gradient_of_coopers_lagrangian(problem_cls, bu
     for ours, coopers in zip(*gradients):
         assert coopers.abs().sum() > 0
         torch.testing.assert_close(ours, coopers, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("problem_cls, buffer_size", [
+    (CEAGProblem, 0), (CEAGProblem, 2), (EqualizedLossProblem, 2)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_engine_step_takes_per_sample_losses_of_any_float_dtype(problem_cls, buffer_size, dtype):
+    """A hand-written loop may pass half-precision (autocast) or double losses: the step
+    promotes them against the float32 multipliers, buffers and dense constants."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3).to(dtype)
+    state = reference_state(buffer_size=buffer_size)
+    engine = FineTuningEngine(problem_cls(state, 0.0), torch.optim.SGD(model.parameters(), lr=0.1),
+                              make_dual_optimizer("sgd", state.multiplier.parameters(), 0.5))
+    x, y, g = torch.randn(12, 4, dtype=dtype), torch.randint(0, 3, (12,)), torch.arange(12) % 3
+    for _ in range(3):
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="none")
+        assert loss.dtype == dtype
+        mean = engine.step(model, loss, (logits.argmax(1) == y).float(), g)
+        assert torch.isfinite(mean)
+    assert torch.isfinite(state.multiplier_values()).all() and state.multiplier_values().sum() > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())

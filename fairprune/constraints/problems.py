@@ -27,7 +27,8 @@ from torch import nn
 
 from .distributed import is_distributed, pooled_group_means, sum_over_processes
 from .replay_buffer import ReplayBuffer
-from .statistics import BatchGroupStats, DenseReference, batch_group_stats, weighted_overall
+from .statistics import (BatchGroupStats, DenseReference, batch_group_stats, promoted_dot,
+                         weighted_overall)
 
 __all__ = [
     "CEAGProblem",
@@ -272,7 +273,7 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
         # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
         share = (self.primal_weights(stats) / stats.safe_counts)[stats.group_ids]
         weights = share + (1 - share.sum()) / max(per_sample_loss.numel(), 1)
-        return torch.dot(weights, per_sample_loss)
+        return promoted_dot(weights, per_sample_loss)
 
 
 class NaiveFineTuning(FairnessProblem):

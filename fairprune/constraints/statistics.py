@@ -9,7 +9,8 @@ from torch import nn
 
 from .distributed import is_distributed, sum_over_processes
 
-__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "weighted_overall"]
+__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "promoted_dot",
+           "weighted_overall"]
 
 
 class BatchGroupStats:
@@ -36,8 +37,10 @@ class BatchGroupStats:
 
     @cached_property
     def counts(self) -> torch.Tensor:
-        # index_add, not bincount: on a GPU, bincount reads the largest id on the host
-        ones = torch.ones_like(self.per_sample_loss)
+        # index_add, not bincount: on a GPU, bincount reads the largest id on the host;
+        # at least float32, exact for any batch (half precision is not beyond 2048)
+        dtype = torch.promote_types(self.per_sample_loss.dtype, torch.float32)
+        ones = torch.ones_like(self.per_sample_loss, dtype=dtype)
         return ones.new_zeros(self.num_groups).index_add_(0, self.group_ids, ones)
 
     @cached_property
@@ -50,6 +53,7 @@ class BatchGroupStats:
         return self.counts.clamp(min=1)
 
     def _group_means(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.to(self.counts.dtype)  # sums of half-precision losses in float32
         zeros = values.new_zeros(self.num_groups)
         return zeros.index_add(0, self.group_ids, values) / self.safe_counts
 
@@ -59,7 +63,7 @@ class BatchGroupStats:
 
     @cached_property
     def group_accuracy(self) -> torch.Tensor:
-        return self._group_means(self.correct.to(self.counts.dtype))
+        return self._group_means(self.correct)
 
     @cached_property
     def loss(self) -> torch.Tensor:
@@ -74,10 +78,17 @@ def batch_group_stats(
     return BatchGroupStats(per_sample_loss, correct, group_ids, num_groups)
 
 
+def promoted_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.dot`` of two vectors after promoting them to a common dtype (``torch.dot``
+    itself refuses mixed dtypes; a same-dtype ``.to`` is free)."""
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return torch.dot(a.to(dtype), b.to(dtype))
+
+
 def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``Σ w_g v_g / Σ w_g`` over the groups in ``mask`` (0 when the mask is empty)."""
     w = torch.where(mask, weights, 0.0)
-    return torch.dot(w, values) / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+    return promoted_dot(w, values) / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
 class DenseReference(nn.Module):
