@@ -9,10 +9,12 @@ ratios are medians of the per-round differences over NFT's median (see ``_timing
 slow drift of a shared machine cancels. A step of this MLP is a few milliseconds on a CPU,
 about what a GPU step of a real model takes, so a fixed per-step cost shows here that the
 CNN of ``ceag_overhead.py`` hides. On CUDA (``--device cuda``) the epoch durations include
-skorch's per-batch loss read, the same for every method. Written to
+skorch's per-batch loss read, the same for every method. One CPU thread by default: with two,
+whole fits of the same method settle at either of two speeds (about 4.8 and 6.1 ms per step
+on a 2-core machine), a spread that hides a few percent. Written to
 benchmarks/results/short_step_overhead.json.
 
-    python benchmarks/short_step_overhead.py [--groups 10 100 1000 5000] [--rounds 7]
+    python benchmarks/short_step_overhead.py [--groups 10 100 1000 5000] [--rounds 7] [--threads 1]
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of torch")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"device {args.device}, CPU threads {torch.get_num_threads()}, {args.rows} rows, "
           f"batch {args.batch}, {args.rounds} interleaved rounds")
     print(f"{'groups':>7} {'NFT ms':>8} {'CEAG ms':>8} {'EL+RB ms':>9} {'CEAG/NFT':>9} {'EL+RB/NFT':>10}")

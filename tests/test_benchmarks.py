@@ -43,6 +43,7 @@ def test_benchmark_script_runs_and_writes_json(tmp_path, script, args, output):
         assert "| 30 |" in (tmp_path / "docs" / "bench.md").read_text()
     if script == "short_step_overhead.py":
         assert [row["groups"] for row in payload["results"]] == [3, 20]
+        assert payload["threads"] == 1  # the default: one thread, stable timings
         assert all(len(row["samples_ms"]["CEAG"]) == 1 and row["nft_ms"] > 0
                    for row in payload["results"])
         run("summarize.py", [str(tmp_path / "docs")], tmp_path)
@@ -60,7 +61,10 @@ def test_heldout_study_smoke_form(tmp_path):
         assert "skipping UCI Adult" in stdout
         return
     rows = json.loads((tmp_path / "heldout_study.json").read_text())
-    assert {row["method"] for row in rows} == {"NFT", "CEAG", "CEAG + held-out",
-                                               "CEAG + selection", "CEAG + both"}
+    assert {row["method"] for row in rows} == {
+        "NFT", "CEAG", "CEAG + held-out", "CEAG + held-out, Σλ ≤ 1",
+        "CEAG + held-out, dual step × 0.1", "CEAG + selection", "CEAG + both"}
+    assert {row["setting"] for row in rows} == {"adult race x sex, 99%",
+                                                "adult native-country, 99%"}
     assert "| adult race x sex, 99%" in (tmp_path / "heldout_study.md").read_text()
     assert (tmp_path / "heldout_study.png").stat().st_size > 0
