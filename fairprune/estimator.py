@@ -98,11 +98,9 @@ class FairPrunedClassifier(FineTuningNet):
         most accurate whose held-out max ψ_g <= ε, else the lowest held-out max ψ_g. The
         chosen epoch (1-based) is in ``selected_epoch_``.
     constraint_data : {"train", "heldout"}, default="train"
-        Where the multipliers' accuracy (CEAG) or loss (EL) estimates come from: training
-        batches (the paper), or the last pass over the validation split, which the weights
-        never train on (Cotter et al., 2019; ``train_split`` required). Held-out estimates
-        change once per epoch, so the automatic ``dual_lr`` overshoots with them; a tenth of
-        it worked in the held-out study of the docs.
+        Multipliers' estimates from training batches (the paper) or the last validation pass
+        (Cotter et al., 2019; ``train_split`` required), which changes once per epoch: then
+        pass about a tenth of the automatic ``dual_lr`` (held-out study in the docs).
     random_state : int or None, default=0
         Seed of shuffling and module randomness, in a forked RNG. Same seed, same CPU result.
     memory : None, str, path or joblib.Memory, default=None
