@@ -51,8 +51,9 @@ def short_step_table(data: dict) -> list[str]:
     lines = [f"**Short steps** (`python benchmarks/short_step_overhead.py`): an MLP "
              f"256-512-512-10 at 90% sparsity, batch {data['batch']}, {data['rows']:,} rows, "
              f"fitted through the estimator ({data['epochs']} fine-tuning epochs, device "
-             f"{data['device']}, {data['threads']} CPU thread{'s' if data['threads'] > 1 else ''}); milliseconds per step from skorch's epoch durations, medians "
-             f"of {data['rounds']} interleaved rounds; ratios from the per-round differences.",
+             f"{data['device']}, {data['threads']} CPU thread{'s' if data['threads'] > 1 else ''}"
+             f"); milliseconds per step from skorch's epoch durations, medians of "
+             f"{data['rounds']} interleaved rounds; ratios from the per-round differences.",
              "", "| groups | NFT ms/step | CEAG ms/step | EL+RB ms/step | CEAG / NFT | "
              "EL+RB / NFT | ceiling |", "|---|---|---|---|---|---|---|"]
     for r in data["results"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .statistics import group_counts
+
 __all__ = ["ReplayBuffer"]
 
 
@@ -83,9 +85,7 @@ class ReplayBuffer(nn.Module):
             values = values.detach()
         values = values.to(self.storage.device, self.storage.dtype)
         if batch_counts is None:
-            # index_add, not bincount: on a GPU, bincount reads the largest id on the host
-            batch_counts = torch.zeros_like(self.counts).index_add_(
-                0, group_ids, torch.ones_like(group_ids))
+            batch_counts = group_counts(group_ids, self.num_groups, torch.long)
         else:
             batch_counts = batch_counts.to(self.counts.device, torch.long)
         sorted_ids, order = torch.sort(group_ids, stable=True)

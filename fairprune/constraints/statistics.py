@@ -9,8 +9,15 @@ from torch import nn
 
 from .distributed import is_distributed, sum_over_processes
 
-__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "promoted_dot",
-           "weighted_overall"]
+__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "group_counts",
+           "promoted_dot", "weighted_overall"]
+
+
+def group_counts(group_ids: torch.Tensor, num_groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(num_groups,)`` samples of every group, on the ids' device, without host sync
+    (``index_add``, not ``bincount``: on a GPU, bincount reads the largest id on the host)."""
+    ones = torch.ones_like(group_ids, dtype=dtype)
+    return ones.new_zeros(num_groups).index_add_(0, group_ids, ones)
 
 
 class BatchGroupStats:
@@ -37,11 +44,9 @@ class BatchGroupStats:
 
     @cached_property
     def counts(self) -> torch.Tensor:
-        # index_add, not bincount: on a GPU, bincount reads the largest id on the host;
         # at least float32, exact for any batch (half precision is not beyond 2048)
         dtype = torch.promote_types(self.per_sample_loss.dtype, torch.float32)
-        ones = torch.ones_like(self.per_sample_loss, dtype=dtype)
-        return ones.new_zeros(self.num_groups).index_add_(0, self.group_ids, ones)
+        return group_counts(self.group_ids, self.num_groups, dtype)
 
     @cached_property
     def present(self) -> torch.Tensor:
@@ -125,7 +130,7 @@ class DenseReference(nn.Module):
         loss_sum, correct_sum, counts = sum_over_processes(
             zeros.index_add(0, group_ids, loss),
             zeros.index_add(0, group_ids, correct),
-            zeros.index_add(0, group_ids, torch.ones_like(loss)),
+            group_counts(group_ids, self.num_groups, loss.dtype),
         )
         safe = counts.clamp(min=1)
         self.group_accuracy.copy_(correct_sum / safe)
