@@ -42,7 +42,7 @@ from skorch.dataset import ValidSplit
 
 from fairprune import FairnessToleranceWarning, FairPrunedClassifier, paper_defaults, plot_disparity
 from fairprune.datasets import load_utkface
-from fairprune.training import AUTO_DUAL_STEP
+from fairprune.training import auto_dual_lr
 from fairprune.models import make_face_cnn, train_classifier
 from fairprune.utkface import get_data_home
 
@@ -111,8 +111,9 @@ def run_cell(dense, data, sparsity, seed, method, args, memory) -> tuple[dict, F
     method_params = dict(METHODS[method])
     scale = method_params.pop("dual_scale", None)
     if scale is not None:  # "auto" times `scale`: the ablation of the automatic dual step
-        steps = int(np.ceil(len(ytr) / 128)) * args.ft_epochs
-        method_params["dual_lr"] = scale * AUTO_DUAL_STEP / (len(np.unique(gtr)) * steps)
+        steps = int(np.ceil(len(ytr) / 128))  # the estimator's default batch size
+        method_params["dual_lr"] = scale * auto_dual_lr("auto", "ceag", len(np.unique(gtr)),
+                                                        steps, args.ft_epochs)
     params = {**dict(sparsity=sparsity, tolerance=TOLERANCE, pruning_epochs=args.gmp_epochs,
                      max_epochs=args.ft_epochs, random_state=seed, verbose=0,
                      device=args.device, memory=memory), **method_params}
