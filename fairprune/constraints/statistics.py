@@ -45,7 +45,7 @@ class BatchGroupStats:
     @cached_property
     def counts(self) -> torch.Tensor:
         # at least float32, exact for any batch (half precision is not beyond 2048)
-        dtype = torch.promote_types(self.per_sample_loss.dtype, torch.float32)
+        dtype = at_least_float32(self.per_sample_loss.dtype)
         return group_counts(self.group_ids, self.num_groups, dtype)
 
     @cached_property
@@ -83,11 +83,19 @@ def batch_group_stats(
     return BatchGroupStats(per_sample_loss, correct, group_ids, num_groups)
 
 
+def at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` when it is float32 or wider, else float32 (plain Python: no dispatcher call,
+    which ``torch.promote_types`` makes on the training step's hot path)."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def promoted_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.dot`` of two vectors after promoting them to a common dtype (``torch.dot``
-    itself refuses mixed dtypes; a same-dtype ``.to`` is free)."""
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    return torch.dot(a.to(dtype), b.to(dtype))
+    itself refuses mixed dtypes). Same-dtype vectors, the usual case, go straight through."""
+    if a.dtype != b.dtype:
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        a, b = a.to(dtype), b.to(dtype)
+    return torch.dot(a, b)
 
 
 def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

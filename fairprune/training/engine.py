@@ -40,8 +40,14 @@ def set_dual_gradients(multiplier: torch.nn.Module, strict_violation: torch.Tens
     ``.grad`` gives what ``compute_dual_lagrangian().backward()`` gives (tested) without
     building and differentiating an autograd graph every step.
     """
-    weight = multiplier.weight
-    weight.grad = strict_violation.detach().to(weight.dtype).view(weight.shape)
+    weight, grad = multiplier.weight, strict_violation
+    if grad.requires_grad:
+        grad = grad.detach()
+    if grad.dtype != weight.dtype:
+        grad = grad.to(weight.dtype)
+    if grad.shape != weight.shape:  # checked here: even a no-op view costs a dispatch
+        grad = grad.view(weight.shape)
+    weight.grad = grad
 
 
 class GradientAscent:
@@ -168,7 +174,8 @@ class FineTuningEngine:
             self.dual_optimizer.step()
             for multiplier in problem.multipliers():
                 multiplier.post_step_()
-            problem.state.bound_multipliers_(self.max_multiplier_sum)
+            if self.max_multiplier_sum is not None:  # skips a no_grad context per step
+                problem.state.bound_multipliers_(self.max_multiplier_sum)
             objective = problem.primal_objective(per_sample_loss, stats)
             batch_counts = stats.counts
         scaler = self.grad_scaler
