@@ -53,14 +53,21 @@ def short_step_table(data: dict) -> list[str]:
              f"fitted through the estimator ({data['epochs']} fine-tuning epochs, device "
              f"{data['device']}, {data['threads']} CPU thread{'s' if data['threads'] > 1 else ''}"
              f"); milliseconds per step from skorch's epoch durations, medians of "
-             f"{data['rounds']} interleaved rounds; ratios from the per-round differences.",
+             f"{data['rounds']} interleaved rounds; ratios from the per-round differences. "
+             f"*Paired*: the extra milliseconds of a method's `train_step` over NFT's, and the "
+             f"ratio, from {data['steps']} alternating steps of the fitted models on one "
+             f"batch.",
              "", "| groups | NFT ms/step | CEAG ms/step | EL+RB ms/step | CEAG / NFT | "
-             "EL+RB / NFT | ceiling |", "|---|---|---|---|---|---|---|"]
+             "EL+RB / NFT | paired CEAG + ms | paired EL+RB + ms | paired CEAG / NFT | "
+             "paired EL+RB / NFT | ceiling |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["results"]:
         ceiling = CEILINGS.get(r["groups"])
         lines.append(f"| {r['groups']} | {r['nft_ms']:.2f} | {r['ceag_ms']:.2f} | "
                      f"{r['el_rb_ms']:.2f} | {r['ceag_over_nft']:.3f} | "
-                     f"{r['el_rb_over_nft']:.3f} | {'≤ %.2f' % ceiling if ceiling else '–'} |")
+                     f"{r['el_rb_over_nft']:.3f} | {r['paired_ceag_extra_ms']:.2f} | "
+                     f"{r['paired_el_rb_extra_ms']:.2f} | {r['paired_ceag_over_nft']:.3f} | "
+                     f"{r['paired_el_rb_over_nft']:.3f} | "
+                     f"{'≤ %.2f' % ceiling if ceiling else '–'} |")
     return lines + [""]
 
 

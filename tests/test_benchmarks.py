@@ -15,7 +15,8 @@ RUNS = [
     ("ceag_overhead.py", ["--groups", "2", "30", "--repeats", "2", "--batch", "16"],
      "ceag_overhead.json"),
     ("short_step_overhead.py", ["--groups", "3", "20", "--rounds", "1", "--rows", "600",
-                                "--epochs", "1", "--batch", "64"], "short_step_overhead.json"),
+                                "--epochs", "1", "--batch", "64", "--steps", "5"],
+     "short_step_overhead.json"),
     ("fit_vs_hand_loop.py", ["--samples", "256", "--repeats", "1"], "fit_vs_hand_loop.json"),
     ("gmp_cost.py", ["--samples", "256", "--repeats", "1"], "gmp_cost.json"),
     ("gmp_cache_gridsearch.py", ["--quick", "--rounds", "1"], "gmp_cache_gridsearch.json"),
@@ -45,6 +46,7 @@ def test_benchmark_script_runs_and_writes_json(tmp_path, script, args, output):
         assert [row["groups"] for row in payload["results"]] == [3, 20]
         assert payload["threads"] == 1  # the default: one thread, stable timings
         assert all(len(row["samples_ms"]["CEAG"]) == 1 and row["nft_ms"] > 0
+                   and row["paired_nft_ms"] > 0 and row["paired_ceag_over_nft"] > 0
                    for row in payload["results"])
         run("summarize.py", [str(tmp_path / "docs")], tmp_path)
         assert "Short steps" in (tmp_path / "docs" / "bench.md").read_text()

@@ -202,6 +202,22 @@ def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
         torch.testing.assert_close(state.multiplier.weight.grad, expected, rtol=0, atol=0)
 
 
+def test_dual_gradients_take_the_multipliers_dtype_and_shape_and_no_graph():
+    """Violations of another dtype or shape, or still attached to a graph, are converted:
+    the multipliers' gradient is always a detached tensor of their own dtype and shape."""
+    from fairprune.training.engine import set_dual_gradients
+
+    state = reference_state(buffer_size=0)
+    weight = state.multiplier.weight
+    source = torch.tensor([0.25, -0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    for violation in (source.view(3, 1), source * 1, torch.tensor([0.25, -0.5, 1.0])):
+        set_dual_gradients(state.multiplier, violation)
+        grad = weight.grad
+        assert grad.dtype == weight.dtype and grad.shape == weight.shape
+        assert not grad.requires_grad and grad.grad_fn is None
+        assert grad.flatten().tolist() == [0.25, -0.5, 1.0]
+
+
 def test_gradient_ascent_is_sgd_maximize_bit_for_bit():
     from fairprune.training import GradientAscent
 
