@@ -42,7 +42,7 @@ reproduce: $(VENV)/.installed-dev
 reproduce-faces: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/reproduce_faces.py
 
-# about 15 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
+# about 20 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ceag_overhead.py
 	$(BIN)/python benchmarks/short_step_overhead.py
