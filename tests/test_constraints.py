@@ -205,6 +205,8 @@ def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
 def test_dual_gradients_take_the_multipliers_dtype_and_shape_and_no_graph():
     """Violations of another dtype or shape, or still attached to a graph, are converted:
     the multipliers' gradient is always a detached tensor of their own dtype and shape."""
+    from cooper.multipliers import DenseMultiplier
+
     from fairprune.training.engine import set_dual_gradients
 
     state = reference_state(buffer_size=0)
@@ -216,6 +218,10 @@ def test_dual_gradients_take_the_multipliers_dtype_and_shape_and_no_graph():
         assert grad.dtype == weight.dtype and grad.shape == weight.shape
         assert not grad.requires_grad and grad.grad_fn is None
         assert grad.flatten().tolist() == [0.25, -0.5, 1.0]
+    # a non-contiguous layout, which a view cannot flatten, is copied
+    four = DenseMultiplier(num_constraints=4)
+    set_dual_gradients(four, torch.tensor([[0.25, 1.0], [-0.5, 2.0]]).t())
+    assert four.weight.grad.flatten().tolist() == [0.25, -0.5, 1.0, 2.0]
 
 
 def test_gradient_ascent_is_sgd_maximize_bit_for_bit():

@@ -95,7 +95,6 @@ class FairnessState(nn.Module):
             return self.epoch_count.new_zeros(self.num_groups)
         return self.multiplier.weight.detach().flatten()
 
-    @torch.no_grad()
     def bound_multipliers_(self, max_sum: float | None) -> None:
         """Project the multipliers onto ``{λ >= 0, Σ λ <= max_sum}`` (Euclidean; no sync).
 
@@ -103,14 +102,16 @@ class FairnessState(nn.Module):
         ``L + Σ λ_g (L_g − L)`` weighs the overall loss by ``1 − Σ λ_g``; past 1 it pushes the
         overall loss *up*. Infeasible constraints (a group the sparse model can no longer
         predict) make multipliers grow without bound, which this projection prevents.
-        Equality multipliers (signed) are left as they are.
+        Equality multipliers (signed) are left as they are. Returns before entering
+        ``no_grad`` when there is nothing to project: the engine calls this every step.
         """
         if self.multiplier is None or max_sum is None:
             return
         if self.multiplier.constraint_type != cooper.ConstraintType.INEQUALITY:
             return
         weight = self.multiplier.weight
-        weight.copy_(project_capped_simplex(weight.flatten(), max_sum).view_as(weight))
+        with torch.no_grad():
+            weight.copy_(project_capped_simplex(weight.flatten(), max_sum).view_as(weight))
 
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,

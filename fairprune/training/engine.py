@@ -45,8 +45,8 @@ def set_dual_gradients(multiplier: torch.nn.Module, strict_violation: torch.Tens
         grad = grad.detach()
     if grad.dtype != weight.dtype:
         grad = grad.to(weight.dtype)
-    if grad.shape != weight.shape:  # checked here: even a no-op view costs a dispatch
-        grad = grad.view(weight.shape)
+    if grad.shape != weight.shape:  # checked here: even a no-op reshape costs a dispatch
+        grad = grad.reshape(weight.shape)
     weight.grad = grad
 
 
@@ -174,8 +174,7 @@ class FineTuningEngine:
             self.dual_optimizer.step()
             for multiplier in problem.multipliers():
                 multiplier.post_step_()
-            if self.max_multiplier_sum is not None:  # skips a no_grad context per step
-                problem.state.bound_multipliers_(self.max_multiplier_sum)
+            problem.state.bound_multipliers_(self.max_multiplier_sum)
             objective = problem.primal_objective(per_sample_loss, stats)
             batch_counts = stats.counts
         scaler = self.grad_scaler
