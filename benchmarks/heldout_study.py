@@ -52,9 +52,9 @@ METHODS = {
     "CEAG + held-out": dict(method="ceag", constraint_data="heldout"),
     "CEAG + held-out, Σλ ≤ 1": dict(method="ceag", constraint_data="heldout",
                                     max_multiplier_sum=1.0),
-    # the automatic dual step (as CEAG's in the same setting) times 0.1
+    # the automatic dual step of the plain CEAG fit in the same setting, times 0.1
     "CEAG + held-out, dual step × 0.1": dict(method="ceag", constraint_data="heldout",
-                                             dual_scale=0.1),
+                                             dual_scale=("CEAG", 0.1)),
     "CEAG + selection": dict(method="ceag", epoch_selection="fair"),
     "CEAG + both": dict(method="ceag", constraint_data="heldout", epoch_selection="fair"),
 }
@@ -128,12 +128,12 @@ def main(argv=None) -> None:
     for name, (Xtr, Xte, ytr, yte, gtr, gte), dense_for, fit in itertools.chain(*settings):
         for seed in ((0,) if args.quick else (0, 1, 2)):
             dense = dense_for(seed)
-            auto_dual_lr = None
+            fitted_dual_lr = {}  # method -> dual_lr_ of its fit with this seed
             for method, params in METHODS.items():
                 params = dict(params)
-                scale = params.pop("dual_scale", None)
-                if scale is not None:
-                    params["dual_lr"] = scale * auto_dual_lr
+                if "dual_scale" in params:  # METHODS lists the base method first
+                    base, scale = params.pop("dual_scale")
+                    params["dual_lr"] = scale * fitted_dual_lr[base]
                 clf = FairPrunedClassifier(
                     dense, tolerance=EPS, random_state=seed, verbose=0,
                     train_split=ValidSplit(0.2, stratified=True, random_state=seed),
@@ -141,8 +141,7 @@ def main(argv=None) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     clf.fit(Xtr, ytr, groups=gtr)
-                if params["method"] == "ceag" and "dual_lr" not in params:
-                    auto_dual_lr = clf.dual_lr_
+                fitted_dual_lr[method] = clf.dual_lr_
                 test = clf.disparity_report(Xte, yte, groups=gte)
                 row = {"setting": name, "sparsity": fit["sparsity"], "method": method,
                        "seed": seed,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _timing import interleaved_samples, write_json
+from _timing import interleaved_samples, paired_ratio, write_json
 from fairprune import FairPrunedClassifier
 from fairprune._data import FEATURES_KEY, GROUPS_KEY
 
@@ -101,22 +101,19 @@ def measure(n_groups: int, args) -> dict:
             samples[name].append(ms)
     paired = paired_steps(fitted, X, y, groups, args)
 
-    def ratio(times, name):
-        nft = statistics.median(times["NFT"])
-        return 1 + statistics.median(a - b for a, b in zip(times[name], times["NFT"])) / nft
-
     def extra_ms(name):
         return statistics.median(paired[name]) - statistics.median(paired["NFT"])
 
     return {"groups": n_groups, "nft_ms": statistics.median(samples["NFT"]),
             "ceag_ms": statistics.median(samples["CEAG"]),
             "el_rb_ms": statistics.median(samples["EL+RB"]),
-            "ceag_over_nft": ratio(samples, "CEAG"), "el_rb_over_nft": ratio(samples, "EL+RB"),
+            "ceag_over_nft": paired_ratio(samples, "CEAG", "NFT"),
+            "el_rb_over_nft": paired_ratio(samples, "EL+RB", "NFT"),
             "samples_ms": samples,
             "paired_nft_ms": statistics.median(paired["NFT"]),
             "paired_ceag_extra_ms": extra_ms("CEAG"), "paired_el_rb_extra_ms": extra_ms("EL+RB"),
-            "paired_ceag_over_nft": ratio(paired, "CEAG"),
-            "paired_el_rb_over_nft": ratio(paired, "EL+RB")}
+            "paired_ceag_over_nft": paired_ratio(paired, "CEAG", "NFT"),
+            "paired_el_rb_over_nft": paired_ratio(paired, "EL+RB", "NFT")}
 
 
 def main() -> None:
