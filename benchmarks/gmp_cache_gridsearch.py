@@ -29,11 +29,11 @@ from fairprune import FairPrunedClassifier
 from fairprune.datasets import load_digits_groups
 from fairprune.groups import by_target
 from fairprune.models import make_mlp, train_classifier
-from fairprune.scorers import neg_max_excess_gap_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
 SCHEDULES = {"gmp_heavy": dict(pruning_epochs=10, max_epochs=5),
              "defaults": dict(pruning_epochs=15, max_epochs=45)}
-SCORES = ("accuracy", "max_eag")
+SCORES = ("accuracy", "max_excess_accuracy_gap")
 
 
 def search(dense, X, y, schedule: dict, memory) -> tuple[float, dict]:
@@ -41,7 +41,7 @@ def search(dense, X, y, schedule: dict, memory) -> tuple[float, dict]:
                                lr=0.05, memory=memory, verbose=0, **schedule)
     grid = GridSearchCV(clf, {"tolerance": [0.005, 0.01, 0.02, 0.05]},
                         cv=StratifiedKFold(3, shuffle=True, random_state=0), refit=False,
-                        scoring={"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer},
+                        scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer},
                         error_score="raise")
     start = time.perf_counter()
     grid.fit(X, y)

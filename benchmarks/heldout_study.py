@@ -146,7 +146,7 @@ def main(argv=None) -> None:
                 row = {"setting": name, "sparsity": fit["sparsity"], "method": method,
                        "seed": seed,
                        "train_max_psi": clf.train_report_.attrs["max_excess_accuracy_gap"],
-                       "valid_max_psi": clf.history[-1, "valid_max_eag"],
+                       "valid_max_psi": clf.history[-1, "valid_max_excess_accuracy_gap"],
                        "test_max_psi": test.attrs["max_excess_accuracy_gap"],
                        "test_psi_pw": test.attrs["pairwise_disparity"],
                        "test_acc": test.attrs["sparse_accuracy"],

@@ -38,7 +38,7 @@ from torch import nn
 
 from _timing import interleaved_samples, paired_ratio, write_json
 from fairprune import FairPrunedClassifier
-from fairprune._data import FEATURES_KEY, GROUPS_KEY
+from fairprune.groups import FEATURES_KEY, GROUPS_KEY
 
 METHODS = {"NFT": dict(method="nft"), "CEAG": dict(method="ceag"),
            "EL+RB": dict(method="equalized_loss", replay_buffer_size=40)}

@@ -19,7 +19,7 @@ from fairprune.datasets import load_digits_groups
 from fairprune.groups import by_target
 from fairprune.model_selection import best_feasible
 from fairprune.models import make_mlp, train_classifier
-from fairprune.scorers import neg_max_excess_gap_scorer, neg_pairwise_disparity_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer, neg_pairwise_disparity_scorer
 
 
 def main(quick: bool = False) -> GridSearchCV:
@@ -36,15 +36,15 @@ def main(quick: bool = False) -> GridSearchCV:
     grid = {"fairprunedclassifier__tolerance": [0.01, 0.05] if quick else [0.0, 0.01, 0.02, 0.05]}
     search = GridSearchCV(
         pipe, grid, cv=StratifiedKFold(2 if quick else 3, shuffle=True, random_state=0),
-        scoring={"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer,
-                 "psi_pw": neg_pairwise_disparity_scorer},
+        scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer,
+                 "pairwise_disparity": neg_pairwise_disparity_scorer},
         refit=best_feasible(tolerance_param="param_fairprunedclassifier__tolerance"),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FairnessToleranceWarning)
         search.fit(X64, y)
-    columns = ["param_fairprunedclassifier__tolerance", "mean_test_accuracy", "mean_test_max_eag",
-               "mean_test_psi_pw"]
+    columns = ["param_fairprunedclassifier__tolerance", "mean_test_accuracy", "mean_test_max_excess_accuracy_gap",
+               "mean_test_pairwise_disparity"]
     print(pd.DataFrame(search.cv_results_)[columns].round(4).to_string(index=False))
     print("refit on candidate", search.best_index_, search.best_params_)
     return search

@@ -30,7 +30,7 @@ def main(quick: bool = False, out: str = "ceag_dynamics.png") -> None:
         clf.fit(X, y, groups=y)
     epochs = np.arange(1, len(clf.history) + 1)
     multipliers = np.array(clf.history[:, "multipliers"])  # epochs x groups
-    psi = np.array(clf.history[:, "train_eag"])
+    psi = np.array(clf.history[:, "train_excess_accuracy_gap"])
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
     top.plot(epochs, multipliers)
     top.set_ylabel("multiplier λ_g")

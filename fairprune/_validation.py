@@ -1,7 +1,11 @@
-"""Shared argument checks: every public entry point reports bad input the same way.
+"""Argument checks: every public entry point reports bad input the same way.
 
 Messages name the argument, what was expected and what was received, in scikit-learn's
-wording ("The 'tolerance' parameter of X must be ... Got ... instead.").
+wording ("The 'tolerance' parameter of X must be ... Got ... instead."). Parameters are checked
+against a table of scikit-learn constraint objects (:func:`check_parameters`, raising
+scikit-learn's ``InvalidParameterError``, a ``ValueError`` and a ``TypeError``); data with
+scikit-learn's ``validate_data`` for arrays and DataFrames (:func:`check_features`) and the
+vector checks below for targets and labels (``ValueError``/``TypeError``).
 """
 
 from __future__ import annotations
@@ -9,24 +13,156 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from skorch.utils import is_dataset
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sklearn.utils.validation import validate_data
 
 __all__ = [
-    "check_choice",
+    "InvalidParameterError",
+    "check_features",
     "check_label_array",
+    "check_parameters",
     "check_same_length",
+    "check_targets",
     "check_tolerance",
     "check_vector",
+    "describe",
+    "n_samples",
 ]
+
+#: dtypes of X kept as they are; anything else numeric becomes float32 (the weights' dtype)
+KEPT_DTYPES = [np.float32, np.int64, np.int32, np.int16, np.int8, np.uint8]
 
 
 def describe(value: Any) -> str:
+    """A short ``repr`` of ``value`` for error messages (at most 60 characters)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hint(value: Any, constraints: list) -> str:
+    """" Did you mean 'x'?" for a string close to one of the options."""
+    if not isinstance(value, str):
+        return ""
+    options = [o for c in constraints if isinstance(c, StrOptions) for o in c.options]
+    close = difflib.get_close_matches(value, options, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_parameters(owner: str, table: Mapping[str, list], params: Mapping[str, Any]) -> None:
+    """Check every parameter of ``table`` with scikit-learn's ``validate_parameter_constraints``.
+
+    Adds what scikit-learn's check lacks: a bool is refused where only numbers are accepted
+    (True is an int to Python, not to us), and a near-miss string gets "Did you mean ...?".
+    Raises :class:`InvalidParameterError` on the first bad parameter.
+    """
+    for name, constraints in table.items():
+        value = params[name]
+        numeric_only = all(isinstance(c, Interval) or c is None for c in constraints)
+        try:
+            if isinstance(value, bool) and numeric_only:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {owner} must be a number, not a bool. Got "
+                    f"{value!r} instead.")
+            validate_parameter_constraints({name: constraints}, {name: value},
+                                           caller_name=owner)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"{exc}{_hint(value, constraints)}") from None
+
+
+def check_features(estimator, X: Any, *, reset: bool) -> Any:
+    """X (group columns already removed) in the form the module takes.
+
+    Arrays and DataFrames go through scikit-learn's ``validate_data`` (dtype, finiteness,
+    dimensions; ``reset=True`` records ``n_features_in_`` and, for a DataFrame,
+    ``feature_names_in_``, ``reset=False`` checks X against them). Tensors, dicts and skorch
+    datasets pass through with a NaN check.
+    """
+    if X is None:
+        raise ValueError("'X' is required; got None.")
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "Sparse input is not supported: pass a dense numpy array or tensor as X "
+            "(X.toarray()), the module receives dense tensors."
+        )
+    if isinstance(X, pd.DataFrame):
+        non_numeric = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        if non_numeric:
+            raise ValueError(
+                f"X has non-numeric columns {non_numeric[:5]} left after removing the group "
+                "columns; encode them first (e.g. a ColumnTransformer in a Pipeline)."
+            )
+    elif not isinstance(X, (np.ndarray, torch.Tensor, Mapping)) and not is_dataset(X):
+        X = np.asarray(X)
+    if isinstance(X, (np.ndarray, pd.DataFrame)):
+        return validate_data(estimator, X, reset=reset, dtype=KEPT_DTYPES, allow_nd=True)
+    _check_finite_tensors(X)
+    return X
+
+
+def _check_finite_tensors(X: Any) -> None:
+    values = X.values() if isinstance(X, Mapping) else [X]
+    for value in values:
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+            continue
+        if array.ndim == 2 and array.shape[1] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={array.shape}) while a minimum of 1 is "
+                "required."
+            )
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise ValueError("Input X contains NaN or infinity; impute or drop those values.")
+
+
+def check_targets(y: Any, n_classes: int, n_samples: int) -> np.ndarray:
+    """``y`` as int64 class indices ``0 .. n_classes - 1``, one per sample."""
+    if y is None:
+        raise ValueError(
+            "FairPrunedClassifier requires y to be passed, but the target y is None "
+            "(class indices 0 .. n_classes-1 are expected)."
+        )
+    y = check_vector(y, "y")
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise ValueError("Input y contains NaN or infinity; every sample needs a class index.")
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)}.")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            "Unknown label type: continuous. 'y' must hold class indices 0 .. n_classes-1 "
+            "matching dense_module's outputs."
+        )
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(
+            "'y' must hold class indices 0 .. n_classes-1 matching dense_module's outputs; "
+            f"got values of dtype {y.dtype} (e.g. {y[:3].tolist()}). Encode labels with "
+            "the mapping used to train the dense model."
+        )
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(
+            f"'y' has classes outside 0 .. {n_classes - 1}, the outputs of dense_module "
+            f"(found min {y.min()}, max {y.max()})."
+        )
+    return y
+
+
+def n_samples(X: Any) -> int:
+    """Number of samples of an array, DataFrame, dict of arrays or dataset."""
+    if isinstance(X, Mapping):
+        return len(next(iter(X.values())))
+    return len(X)
 
 
 def check_tolerance(tolerance: Any, *, owner: str = "disparity_report", allow_none: bool = True):
@@ -46,21 +182,6 @@ def check_tolerance(tolerance: Any, *, owner: str = "disparity_report", allow_no
             f"0.05 = 5 accuracy points). Got {describe(tolerance)} instead."
         )
     return value
-
-
-def check_choice(value: Any, name: str, options: Sequence[str], *, owner: str) -> str:
-    """Check that ``value`` is one of ``options``; suggest the closest on a typo."""
-    if isinstance(value, str) and value in options:
-        return value
-    hint = ""
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, options, n=1)
-        if close:
-            hint = f" Did you mean {close[0]!r}?"
-    raise ValueError(
-        f"The {name!r} parameter of {owner} must be one of "
-        f"{', '.join(repr(o) for o in options)}. Got {describe(value)} instead.{hint}"
-    )
 
 
 def check_vector(values: Any, name: str) -> np.ndarray:

@@ -1,33 +1,60 @@
 """FairPrunedClassifier: prune a trained classifier without disparate impact (skorch estimator).
 
-The public API only; skorch plumbing in :mod:`fairprune.training.net`, the phases' work in
-:mod:`fairprune.callbacks`, input checks in ``_data``, the parameter table in ``_params``.
+One class, laid out in sections as skorch's ``NeuralNet`` is: construction and parameters,
+initialisation, fit, the training step, inference, reports and fitted attributes, export and
+persistence. What varies during a fit lives in callbacks (:mod:`fairprune.callbacks`), the
+step's algebra in :mod:`fairprune.training.engine` and :mod:`fairprune.constraints`.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
 import pandas as pd
 import torch
-from skorch.dataset import unpack_data
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from skorch import NeuralNetClassifier
 from skorch.utils import TeeGenerator, to_tensor
+from torch.nn.parameter import is_lazy
 
-from ._data import (GROUPS_KEY, check_features, check_targets, forward, prepare_fit_data,
-                    resolve_groups)
-from ._params import validate_params
+from ._validation import (InvalidParameterError, check_features, check_parameters,
+                          check_targets, describe, n_samples)
 from .callbacks import default_callbacks
-from .groups import either_labels
+from .constraints import FairnessState
+from .exceptions import FairnessToleranceWarning
+from .groups import (GroupEncoder, drop_group_columns, either_labels, is_packed, pack_groups,
+                     resolve_groups, unpack_groups)
 from .paper import paper_defaults
-from .pruning import export_module
+from .pruning import MaskSet, export_module, prunable_layers, sparsity_table
 from .report import disparity_report
-from .training.net import FineTuningNet
-from .training.phases import current_epoch, phase_of
+from .training.engine import FineTuningEngine
+from .training.evaluation import (batch_tensors, forward, iter_logits, predicted_classes,
+                                  probe_module)
+from .training.gmp_cache import run_or_load_gmp
+from .training.loading import make_iterator, single_sample_tail
+from .training.methods import METHODS, make_problem
+from .training.phases import current_epoch, epochs_to_run, includes_whole_gmp_phase, phase_of
+from .training.precision import MIXED_PRECISION, autocast
+from .training.state import kept_if_no_epoch_runs
 
 __all__ = ["FairPrunedClassifier"]
 
-_NOT_SHOWN = ("multipliers", "train_eag", "valid_eag", "phase", "lr", "selected")  # not printed
+#: history keys left out of the printed epoch table (lists, or repeated elsewhere)
+_NOT_SHOWN = ("multipliers", "train_excess_accuracy_gap", "valid_excess_accuracy_gap", "phase",
+              "lr", "selected")
+_POSITIVE = Interval(Real, 0, None, closed="neither")
+#: steps are multiplied into float32 weights: larger values cannot even be represented there
+_STEP = Interval(Real, 0, float(np.finfo(np.float32).max), closed="right")
+_NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 
 
-class FairPrunedClassifier(FineTuningNet):
+class FairPrunedClassifier(NeuralNetClassifier):
     """Prune a trained PyTorch classifier so that no group pays disproportionately.
 
     ``fit(X, y, groups=g)`` prunes a deep copy of ``dense_module`` with gradual magnitude
@@ -84,7 +111,9 @@ class FairPrunedClassifier(FineTuningNet):
     pruning_frequency : int, default=1
         Epochs between two GMP updates.
     max_epochs : int, default=45
-        Epochs of fine-tuning with ``method`` after GMP.
+        Epochs of fine-tuning with ``method`` **after** GMP. Unlike skorch's ``max_epochs``
+        (every epoch of a fit), it does not count the pruning epochs: a fit runs
+        ``pruning_epochs + max_epochs`` epochs in all, and ``len(clf.history)`` is that sum.
     lr, batch_size : float, int, default=0.01, 128
         Learning rate of the weights, mini-batch size.
     lr_milestones : tuple of float or None, default=(0.6, 0.8, 0.9)
@@ -142,9 +171,21 @@ class FairPrunedClassifier(FineTuningNet):
         As in scikit-learn, for array and DataFrame inputs.
     train_report_ : pandas.DataFrame
         :meth:`disparity_report` of the final model on the training data.
+    selected_epoch_ : int
+        With ``epoch_selection``: the 1-based number of the epoch kept.
+    fairness_ : FairnessState
+        Multipliers, replay buffers, the dense reference and the epoch's sums (a module).
+    optimizer_, dual_optimizer_ : torch.optim.Optimizer
+        The weights' optimizer; the multipliers' (constrained methods).
+    group_encoder_ : GroupEncoder
+        The encoding of the group labels (codes ``0 .. n_groups - 1``).
+    n_classes_, classes_ : int, numpy.ndarray
+        The dense module's number of outputs; ``arange(n_classes_)``.
+    prunable_layers_ : list of str
+        The layers pruned (all Conv/Linear layers but ``dense_layers``).
     history : skorch.History
-        Per epoch: ``train_loss``, ``train_acc``, ``sparsity``, ``phase``, ``train_max_eag``
-        (max ψ_g), ``train_psi_pw`` (Ψ_PW), ``multipliers``, ``max_multiplier``,
+        Per epoch: ``train_loss``, ``train_acc``, ``sparsity``, ``phase``,
+        ``train_max_excess_accuracy_gap`` (max ψ_g), ``train_pairwise_disparity`` (Ψ_PW), ``multipliers``, ``max_multiplier``,
         ``n_violated``, ``lr`` and timings.
 
     Examples
@@ -164,6 +205,37 @@ class FairPrunedClassifier(FineTuningNet):
     >>> int(clf.disparity_report(X, y, groups=y)["n"].sum())
     1797
     """
+
+    #: Accepted values of every parameter (scikit-learn's constraint objects), checked at the
+    #: start of ``fit``; ``groups`` is checked where it is read (:func:`~fairprune.groups.locate_groups`)
+    #: and the rules that span parameters are in :meth:`_check_params`.
+    _parameter_constraints: dict = {
+        "dense_module": [torch.nn.Module],
+        "sparsity": [Interval(Real, 0, 1, closed="left")],
+        "tolerance": [_NON_NEGATIVE],
+        "method": [StrOptions(set(METHODS))],
+        "replay_buffer_size": [Interval(Integral, 0, None, closed="left")],
+        "dual_lr": [_STEP, StrOptions({"auto"})],
+        "dual_optimizer": [StrOptions({"sgd", "nupi"})],
+        "max_multiplier_sum": [None, _POSITIVE],
+        "loss_tolerance": [_NON_NEGATIVE],
+        "loss_constraint": [StrOptions({"band", "equality"})],
+        "epoch_selection": [None, StrOptions({"accuracy", "fair"})],
+        "constraint_data": [StrOptions({"train", "heldout"})],
+        "pruning": [StrOptions({"unstructured", "channel"})],
+        "pruning_scope": [StrOptions({"layerwise", "global"})],
+        "dense_layers": [tuple, list],
+        "pruning_epochs": [Interval(Integral, 1, None, closed="left")],
+        "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [_STEP],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr_milestones": [None, tuple, list],
+        "lr_gamma": [Interval(Real, 0, 1, closed="right")],  # a decay factor
+        "random_state": [None, Interval(Integral, 0, None, closed="left")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "mixed_precision": [None, StrOptions(set(MIXED_PRECISION))],
+    }
 
     def __init__(
         self,
@@ -216,9 +288,29 @@ class FairPrunedClassifier(FineTuningNet):
                          max_epochs=max_epochs, batch_size=batch_size, train_split=train_split,
                          device=device, **kwargs)
 
+    # =====================================================================================
+    # Construction and parameters
+    # =====================================================================================
+    # skorch's `module` is our `dense_module`: one constructor parameter, an *instance* that is
+    # deep-copied twice at initialisation, into `dense_module_` (frozen, eval mode: the
+    # reference) and `module_` (the model that is pruned and fine-tuned)
+    @property
+    def module(self):
+        return self.dense_module
+
+    @module.setter
+    def module(self, value):
+        object.__setattr__(self, "dense_module", value)
+
+    def __setattr__(self, name, value):
+        if name == "dense_module":
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
     @staticmethod
     def paper_defaults(dataset: str = "utkface") -> dict:
-        """The paper's hyperparameters for ``dataset`` (:func:`fairprune.paper.paper_defaults`):
+        """The paper's hyperparameters for ``dataset`` (:func:`fairprune.paper_defaults`):
         ``FairPrunedClassifier(dense, sparsity=0.9, **FairPrunedClassifier.paper_defaults())``."""
         return paper_defaults(dataset)
 
@@ -226,7 +318,130 @@ class FairPrunedClassifier(FineTuningNet):
     def _default_callbacks(self):
         return default_callbacks(keys_ignored=_NOT_SHOWN)
 
-    # -- fit -----------------------------------------------------------------------------
+    def get_params(self, deep=True, **kwargs):
+        """skorch's parameters without its private bookkeeping (names starting with ``_``)."""
+        params = super().get_params(deep=deep, **kwargs)
+        return {key: value for key, value in params.items() if not key.startswith("_")}
+
+    def _check_params(self) -> None:
+        """Check every parameter against :attr:`_parameter_constraints`, then the rules that
+        span parameters or need the machine. Raises scikit-learn's ``InvalidParameterError``
+        (a ``ValueError`` and a ``TypeError``) naming the parameter, what was expected and
+        what came."""
+        owner = type(self).__name__
+        check_parameters(owner, self._parameter_constraints,
+                         {name: getattr(self, name) for name in self._parameter_constraints})
+        if not all(isinstance(layer, str) for layer in self.dense_layers):
+            raise InvalidParameterError(
+                f"The 'dense_layers' parameter of {owner} must be a tuple of layer names or the "
+                f"tokens 'first'/'last' (() prunes every layer). Got {describe(self.dense_layers)} "
+                "instead.")
+        for value in self.lr_milestones or ():
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value <= 1:
+                raise InvalidParameterError(
+                    f"The 'lr_milestones' parameter of {owner} must be None or a sequence of "
+                    f"fractions of all epochs in (0, 1]. Got {describe(self.lr_milestones)} "
+                    "instead.")
+        for name, value in (("epoch_selection", self.epoch_selection),
+                            ("constraint_data", self.constraint_data)):
+            if value not in (None, "train") and self.train_split is None:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {owner} is {value!r}, which needs held-out "
+                    "training data, but 'train_split' is None. Pass train_split="
+                    "skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
+        if not any(p.requires_grad for p in self.dense_module.parameters()):
+            raise InvalidParameterError(
+                f"The 'dense_module' parameter of {owner} has no trainable parameters (none, "
+                "or all with requires_grad=False): there is nothing to prune or fine-tune. "
+                "Unfreeze the layers to prune (param.requires_grad_(True)).")
+        prunable_layers(self.dense_module, tuple(self.dense_layers))  # names that do not exist
+        try:
+            if self.device is not None:  # None: skorch leaves placement to e.g. Accelerate
+                torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise InvalidParameterError(
+                f"The 'device' parameter of {owner} must be a torch device such as 'cpu', "
+                f"'cuda', 'cuda:0' or 'mps'. Got {describe(self.device)} instead.") from None
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidParameterError(
+                f"The 'device' parameter of {owner} is {str(self.device)!r}, but CUDA is not "
+                "available on this machine. Use device='cpu'.")
+
+    # =====================================================================================
+    # Initialisation (skorch's initialize_* hooks) and the state a fit installs
+    # =====================================================================================
+    def initialize_module(self):
+        # a new module starts a new fit (here, not in initialize(): skorch's AccelerateMixin
+        # replaces initialize() without calling it)
+        if self.get_params_for("module"):
+            raise InvalidParameterError(
+                "module__* parameters are not supported: dense_module is an instance that is "
+                "deep-copied, not a class to instantiate.")
+        self.engines_ = {}
+        self.grad_scaler_ = None
+        self.fairness_ = None
+        self.unusable_ = None
+        dense = copy.deepcopy(self.dense_module).to(self.device)
+        dense.eval()
+        for param in dense.parameters():
+            if not is_lazy(param):  # lazy modules materialise at the first forward
+                param.requires_grad_(False)
+        self.dense_module_ = dense
+        self.module_ = copy.deepcopy(self.dense_module).to(self.device)
+        return self
+
+    def initialize_criterion(self):
+        kwargs = self.get_params_for("criterion")
+        kwargs["reduction"] = "none"
+        self.criterion_ = self.criterion(**kwargs)
+        if isinstance(self.criterion_, torch.nn.Module):
+            self.criterion_ = self.criterion_.to(self.device)
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        args, kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
+        if self.optimizer is torch.optim.SGD:  # the paper's momentum and weight decay
+            kwargs.setdefault("momentum", 0.9)
+            kwargs.setdefault("weight_decay", 1e-4)
+        self.optimizer_ = self.optimizer(*args, **kwargs)
+        self.engines_ = {}
+        return self
+
+    def get_all_learnable_params(self):
+        """Only the sparse model learns (not the dense copy, masks or multipliers)."""
+        yield from self.module_.named_parameters()
+
+    def set_fairness_state_(self, state: FairnessState, masks: MaskSet) -> None:
+        """Install the fairness state and masks of a new fit (registered as modules, so
+        ``save_params(f_fairness=..., f_masks=...)`` and checkpoints find them)."""
+        with self._current_init_context("module"):
+            self.fairness_ = state
+        self.set_masks_(masks)
+
+    def set_dual_optimizer_(self, optimizer) -> None:
+        """Install the multipliers' optimizer (registered for ``f_dual_optimizer``)."""
+        with self._current_init_context("optimizer"):
+            self.dual_optimizer_ = optimizer
+        self.engines_ = {}
+
+    def set_masks_(self, masks: MaskSet) -> None:
+        """Install new pruning masks and apply them to ``module_``."""
+        with self._current_init_context("module"):
+            self.masks_ = masks
+        masks.apply_(self.module_)
+        self.engines_ = {}
+
+    def set_selected_epoch_(self, epoch: int) -> None:
+        """Record the fine-tuning epoch (1-based) whose state epoch selection kept."""
+        self.selected_epoch_ = int(epoch)
+
+    def mark_unusable_(self, reason: str) -> None:
+        """Refuse every later use of this model (``check_is_fitted`` says ``reason``)."""
+        self.unusable_ = reason
+
+    # =====================================================================================
+    # Fit
+    # =====================================================================================
     # routing sends `groups` (the CV splitter's) to fit only on request; sensitive_features
     __metadata_request__fit = {"groups": False}
     __metadata_request__partial_fit = {"groups": False}
@@ -245,9 +460,13 @@ class FairPrunedClassifier(FineTuningNet):
             (fairlearn's name). Optional when a locator is set.
         **fit_params
             Passed to the module's ``forward`` (as in skorch).
+
+        Returns
+        -------
+        self
         """
-        validate_params(self)
-        with self.kept_if_no_epoch_runs():  # bad data on a refit leaves the fitted model
+        self._check_params()
+        with kept_if_no_epoch_runs(self):  # bad data on a refit leaves the fitted model
             self.__dict__.update(fit_mode_="continue" if self.warm_start else "fresh")
             if not self.warm_start or not self.initialized_:
                 self.initialize()
@@ -255,31 +474,193 @@ class FairPrunedClassifier(FineTuningNet):
 
     def partial_fit(self, X, y=None, classes=None, groups=None, sensitive_features=None, **kw):
         """Continue training (GMP then fine-tuning, counted from the first epoch)."""
-        validate_params(self)
+        self._check_params()
         self.__dict__.update(fit_mode_="continue")
         if not self.initialized_:
             self.initialize()
         return self._train(X, y, either_labels(groups, sensitive_features), kw, classes)
 
     def _train(self, X, y, groups, fit_params, classes=None):
-        """Check and pack the data, then skorch's loop (the callbacks do the rest), inside a
-        seeded fork of the torch RNG."""
+        """Check and pack the data, run skorch's loop (the callbacks do the rest) inside a
+        seeded fork of the torch RNG, then summarise the fit."""
         seed = self.random_state
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            packed, y = prepare_fit_data(self, X, y, groups, fit_params, classes)
+            packed, y = self._prepare_fit_data(X, y, groups, fit_params, classes)
             super().partial_fit(packed, y, **fit_params)
+            if len(self.history):
+                self._summarize_fit(packed, y)
         return self
+
+    def _prepare_fit_data(self, X, y, groups, fit_params, classes):
+        """Check a fit's inputs and pack features with group codes: ``(packed, y)``.
+
+        A fresh fit encodes the groups and records the feature count; a fit that continues
+        (``warm_start``, ``partial_fit``) checks the data against them. ``sample_weight`` is
+        refused (the constraints weigh groups, not samples), and ``classes`` (``partial_fit``)
+        must be the dense module's classes ``0 .. n_classes - 1``.
+        """
+        if fit_params and "sample_weight" in fit_params:
+            raise TypeError(
+                "FairPrunedClassifier does not support sample_weight: the losses, group "
+                "accuracies and constraints weigh every training sample equally. Resample the "
+                "data instead, or drop sample_weight.")
+        if y is None:
+            check_targets(None, 0, 0)
+        labels = resolve_groups(self.groups, X, y, groups)
+        if labels is None:
+            raise ValueError(
+                "FairPrunedClassifier.fit needs group labels: pass fit(X, y, groups=g), set a "
+                "locator (groups='column', groups=['a', 'b'] or groups=by_target), or route "
+                "them with set_fit_request(sensitive_features=True) under metadata routing.")
+        fresh = self.fairness_ is None
+        features = self._features(X, reset=fresh)
+        if len(labels) != n_samples(features):
+            raise ValueError(
+                f"'groups' has {len(labels)} labels but X has {n_samples(features)} samples.")
+        logits = probe_module(self.dense_module_, self.module_, features)
+        y = check_targets(y, logits.shape[1], n_samples(features))
+        if fresh:
+            self.group_encoder_ = GroupEncoder().fit(labels)
+        self.n_classes_ = int(logits.shape[1])
+        if classes is not None and not np.array_equal(np.unique(classes),
+                                                      np.arange(self.n_classes_)):
+            raise ValueError(
+                f"'classes' must be the dense module's classes 0 .. {self.n_classes_ - 1} (its "
+                f"{self.n_classes_} outputs); got {np.unique(classes).tolist()[:10]}.")
+        return pack_groups(features, self.group_encoder_.transform(labels)), y
+
+    def _features(self, X, *, reset: bool):
+        """X without the locator's group columns, checked (``reset=True`` in fit records
+        ``n_features_in_``; later calls check X against it). Packed X passes as it is."""
+        if is_packed(X):
+            return X
+        return check_features(self, drop_group_columns(self.groups, X), reset=reset)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """Run the epochs left of ``pruning_epochs + max_epochs``, loading the GMP phase from
+        ``memory`` when it was run before."""
+        if epochs is None:
+            epochs = epochs_to_run(self)
+        if self.memory is not None and includes_whole_gmp_phase(self, epochs):
+            run_or_load_gmp(self, X, y, fit_params)
+            epochs -= self.pruning_epochs
+        return self.run_epochs(X, y, epochs, fit_params)
+
+    def run_epochs(self, X, y, epochs: int, fit_params: dict):
+        """skorch's epoch loop for ``epochs`` epochs (no GMP cache)."""
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        if self.random_state is not None:
+            # one seed per epoch: shuffles do not depend on how the run was split into calls,
+            # so a run resumed from a checkpoint matches an uninterrupted one
+            torch.manual_seed(self.random_state * 1_000_003 + len(self.history))
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's DataLoader, fetching each batch of an array dataset with one indexing
+        (:func:`fairprune.training.loading.make_iterator`); works with skorch's
+        ``AccelerateMixin``, whose sharded samplers go through the same hook."""
+        if training:
+            batch_size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
+            self.__dict__["drop_single_tail_"] = single_sample_tail(self.module_, dataset,
+                                                                    batch_size)
+        return make_iterator(self, dataset, training=training, default_iterator=lambda: (
+            super(FairPrunedClassifier, self).get_iterator(dataset, training=training)))
+
+    def get_params_for(self, prefix):
+        params = super().get_params_for(prefix)
+        if prefix == "iterator_train" and not {"sampler", "batch_sampler"} & params.keys():
+            params.setdefault("shuffle", True)  # shuffled SGD, as in the paper
+            if self.__dict__.get("drop_single_tail_"):
+                params.setdefault("drop_last", True)
+        return params
+
+    def _summarize_fit(self, packed, y) -> None:
+        """The end of a fit: the step's invariants again (an interrupt may have stopped a
+        step half-way), ``train_report_`` (the final model on the training split, eval mode)
+        and, with CEAG, a :class:`FairnessToleranceWarning` naming the worst groups when
+        ``max ψ_g`` exceeds the tolerance there."""
+        self.restore_invariants_()
+        dataset_train, _ = self.get_split_datasets(packed, y)
+        y_true, dense, sparse, codes = predicted_classes(self, dataset_train)
+        report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
+        self.train_report_ = report
+        worst = report.attrs["max_excess_accuracy_gap"]
+        if self.method != "ceag" or worst <= self.tolerance:
+            return
+        top = report.nlargest(3, "excess_accuracy_gap")
+        names = ", ".join(
+            f"{g!r} ({v:+.3f})" for g, v in zip(top["group"], top["excess_accuracy_gap"]))
+        buffer = self.fairness_.buffer
+        idle = [] if buffer is None else self.groups_[~buffer.ready().cpu().numpy()].tolist()
+        cause = (f"The constraints of {idle[:5]} never acted: their replay buffers never "
+                 "filled (no training sample after the split?)." if idle else
+                 "The tolerance may be infeasible at this sparsity, or training too short.")
+        warnings.warn(
+            f"Training ended with max excess accuracy gap {worst:.4f} > tolerance "
+            f"{self.tolerance:g} on the training data (worst groups: {names}). {cause} See "
+            "clf.train_report_ and history[:, 'train_max_excess_accuracy_gap'].",
+            FairnessToleranceWarning,
+            stacklevel=4,  # the user's call: _summarize_fit, _train, fit or partial_fit
+        )
+
+    @torch.no_grad()
+    def restore_invariants_(self) -> None:
+        """Re-apply what every completed step guarantees: pruned weights are zero, and
+        inequality multipliers are >= 0 (and within ``max_multiplier_sum``). Idempotent."""
+        self.masks_.apply_(self.module_)
+        multiplier = self.fairness_.multiplier
+        if getattr(multiplier, "constraint_type", None) is not None:  # set once constrained
+            multiplier.post_step_()
+            self.fairness_.bound_multipliers_(self.max_multiplier_sum)
+
+    # =====================================================================================
+    # The training step
+    # =====================================================================================
+    def torch_compile(self, module, name):
+        """skorch compiles every module at initialisation; here ``module_`` stays plain and
+        only the training forward pass is compiled (see :meth:`training_module`)."""
+        return module
+
+    def training_module(self) -> torch.nn.Module:
+        """``module_``, or its ``torch.compile`` wrapper when ``compile=True``."""
+        if not self.compile:
+            return self.module_
+        compiled = self.__dict__.get("_compiled_module")
+        if compiled is None or compiled._orig_mod is not self.module_:
+            compiled = torch.compile(self.module_, **self.get_params_for("compile"))
+            object.__setattr__(self, "_compiled_module", compiled)
+        return compiled
+
+    def autocast(self):
+        """Autocast context of the training forward pass (``mixed_precision``)."""
+        return autocast(self.mixed_precision, self.device)
+
+    def engine_for(self, phase: str) -> FineTuningEngine:
+        """The training step of ``phase`` (rebuilt when the optimizer or masks change)."""
+        key = (phase, id(self.optimizer_), id(self.masks_))
+        engine = self.engines_.get(key)
+        if engine is None:
+            problem = make_problem(phase, self.fairness_, tolerance=self.tolerance,
+                                   loss_tolerance=self.loss_tolerance,
+                                   loss_constraint=self.loss_constraint,
+                                   constraint_data=self.constraint_data)
+            dual = getattr(self, "dual_optimizer_", None) if problem.constrained else None
+            engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_,
+                                      max_multiplier_sum=self.max_multiplier_sum,
+                                      grad_scaler=self.grad_scaler_)
+            self.engines_ = {key: engine}
+        return engine
 
     def train_step(self, batch, **fit_params):
         """One step: forward, per-sample losses, dual then primal update, masks."""
         self._set_training(True)
         self.dense_module_.eval()
-        Xi, yi = unpack_data(batch)
-        group_ids = to_tensor(Xi[GROUPS_KEY], device=self.device).long()
-        yi = to_tensor(yi, device=self.device)
+        Xi, yi, group_ids = batch_tensors(batch, self.device)
         with self.autocast():
             if fit_params:
                 logits = self.infer(Xi, **fit_params)
@@ -298,11 +679,47 @@ class FairPrunedClassifier(FineTuningNet):
         loss = engine.step(self.module_, per_sample, correct, group_ids, on_grad=on_grad)
         return {"loss": loss, "y_pred": logits}
 
-    # -- prediction and reports ------------------------------------------------------------
+    def validation_step(self, batch, **fit_params):
+        """skorch's validation step; also counts, per group, the held-out rows the sparse
+        model gets right (for the held-out excess accuracy gaps and held-out constraints)."""
+        step = super().validation_step(batch, **fit_params)
+        _, y_true, group_ids = batch_tensors(batch, self.device)
+        if self.fairness_ is not None and group_ids is not None:
+            logits = step["y_pred"]
+            correct = (logits.argmax(dim=1) == y_true).float()
+            loss = self.criterion_(logits, y_true).float()  # per sample (reduction="none")
+            self.fairness_.record(group_ids, correct, split="valid", loss=loss)
+        return step
+
+    def infer(self, x, **fit_params):
+        if fit_params:
+            return super().infer(unpack_groups(x)[0], **fit_params)
+        return forward(self.module_, x, self.device)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device)
+        return self.criterion_(y_pred, y_true).mean()
+
+    # =====================================================================================
+    # Inference
+    # =====================================================================================
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
+        """skorch's check, plus a refusal to use a model that a fault left unusable."""
+        super().check_is_fitted(attributes, *args, **kwargs)
+        reason = self.__dict__.get("unusable_")
+        if reason:
+            raise NotFittedError(f"This {type(self).__name__} cannot be used: {reason}. Fit it "
+                                 "again.")
+
+    def logits(self, module: torch.nn.Module, X) -> torch.Tensor:
+        """Logits of ``module`` on checked features ``X`` (CPU, float32)."""
+        dataset = self.get_dataset(X)
+        return torch.cat([out.float().cpu() for out, _, _ in iter_logits(self, module, dataset)])
+
     def predict_proba(self, X):
         """Class probabilities of the sparse model."""
         self.check_is_fitted(["module_"])
-        return super().predict_proba(check_features(self, X, reset=False))
+        return super().predict_proba(self._features(X, reset=False))
 
     def predict(self, X):
         """Class indices predicted by the sparse model."""
@@ -311,13 +728,16 @@ class FairPrunedClassifier(FineTuningNet):
     def predict_dense_proba(self, X):
         """Class probabilities of the dense reference model."""
         self.check_is_fitted(["module_"])
-        logits = self.logits(self.dense_module_, check_features(self, X, reset=False))
+        logits = self.logits(self.dense_module_, self._features(X, reset=False))
         return torch.softmax(logits, dim=1).numpy()
 
     def predict_dense(self, X):
         """Class indices predicted by the dense reference model."""
         return self.predict_dense_proba(X).argmax(axis=1)
 
+    # =====================================================================================
+    # Reports and fitted attributes
+    # =====================================================================================
     def disparity_report(self, X, y, groups=None, sensitive_features=None) -> pd.DataFrame:
         """Per-group accuracy of the dense and sparse models on ``(X, y)``.
 
@@ -344,7 +764,88 @@ class FairPrunedClassifier(FineTuningNet):
         report["seen_in_fit"] = [g in known for g in report["group"]]
         return report
 
+    @property
+    def groups_(self) -> np.ndarray:
+        self.check_is_fitted(["group_encoder_"])
+        return self.group_encoder_.classes_
+
+    @property
+    def classes_(self):
+        self.check_is_fitted(["n_classes_"])
+        return np.arange(self.n_classes_)
+
+    @property
+    def dense_group_accuracy_(self) -> pd.Series:
+        self.check_is_fitted(["fairness_"])
+        values = self.fairness_.reference.group_accuracy.cpu().numpy()
+        return pd.Series(values, index=pd.Index(self.groups_, name="group"), name="dense_accuracy")
+
+    @property
+    def multipliers_(self) -> pd.Series:
+        self.check_is_fitted(["fairness_"])
+        values = self.fairness_.multiplier_values().cpu().numpy()
+        return pd.Series(values, index=pd.Index(self.groups_, name="group"), name="multiplier")
+
+    @property
+    def sparsity_(self) -> float:
+        self.check_is_fitted(["masks_"])
+        return sparsity_table(self.module_, self.prunable_layers_).attrs["prunable_sparsity"]
+
+    def sparsity_table(self) -> pd.DataFrame:
+        """Per-layer sparsity of the sparse model (see :func:`fairprune.pruning.sparsity_table`)."""
+        self.check_is_fitted(["masks_"])
+        return sparsity_table(self.module_, self.prunable_layers_)
+
+    def __repr__(self) -> str:
+        """``FairPrunedClassifier(dense_module=MLP, sparsity=0.8, ...)``: the parameters that
+        differ from their defaults, then what a fit learned."""
+        defaults = {}
+        for cls in type(self).__mro__:  # ours, then skorch's classifier and net defaults
+            if "__init__" in vars(cls):
+                for name, p in inspect.signature(cls.__init__).parameters.items():
+                    defaults.setdefault(name, p.default)
+        shown = [f"dense_module={type(self.dense_module).__name__}"]
+        for name, value in self.get_params(deep=False).items():
+            if name in ("dense_module", "module") or "__" in name:
+                continue
+            default = defaults.get(name, inspect.Parameter.empty)
+            try:
+                same = default is not inspect.Parameter.empty and bool(value == default)
+            except Exception:  # noqa: BLE001 - arrays, modules: show them
+                same = False
+            if not same:
+                text = repr(value)
+                shown.append(f"{name}={text if len(text) <= 40 else text[:37] + '...'}")
+        text = f"{type(self).__name__}({', '.join(shown)})"
+        if getattr(self, "fairness_", None) is not None and len(self.history):
+            text += (f"\n  fitted: {len(self.history)} epochs, {len(self.groups_)} groups, "
+                     f"sparsity_={self.sparsity_:.3f}")
+        return text
+
+    # =====================================================================================
+    # Export and persistence
+    # =====================================================================================
     def export(self) -> torch.nn.Module:
         """The sparse model as a plain ``nn.Module`` (channel pruning: physically smaller)."""
         self.check_is_fitted(["masks_"])
         return export_module(self.module_, self.masks_).eval()
+
+    def load_params(self, *args, **kwargs):
+        """skorch's ``load_params``; checks a :class:`~fairprune.callbacks.FairCheckpoint`
+        against its manifest first, and refuses masks that do not fit ``module_``."""
+        verify = getattr(kwargs.get("checkpoint"), "verify", None)
+        if verify is not None:
+            verify(self)
+        super().load_params(*args, **kwargs)
+        masks = getattr(self, "masks_", None)
+        if isinstance(masks, MaskSet):
+            masks.check_compatible(self.module_)
+            masks.apply_(self.module_)
+            self.engines_ = {}
+        return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["engines_"] = {}
+        state.pop("_compiled_module", None)  # rebuilt on demand; compiled code does not pickle
+        return state

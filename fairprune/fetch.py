@@ -7,12 +7,13 @@ by hand. Used by :func:`fairprune.datasets.fetch_adult`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from ._files import atomic_writer
 
 __all__ = ["fetch_file"]
 
@@ -21,9 +22,10 @@ def fetch_file(url: str, path: Path, *, check: Callable[[Path], object], caller:
                timeout: float = 60.0) -> Path:
     """``path``, downloaded from ``url`` first when it is not there yet.
 
-    The download goes to a temporary file beside ``path``; ``check(tmp)`` must accept it
-    (raise ``ValueError`` otherwise) before it is renamed to ``path``. A failed download or
-    check leaves nothing behind.
+    The download goes to a temporary file created exclusively beside ``path``
+    (:func:`fairprune._files.atomic_writer`: no planted file or link is written through);
+    ``check(tmp)`` must accept it (raise ``ValueError`` otherwise) before it is renamed to
+    ``path``. A failed download or check leaves nothing behind.
 
     Raises
     ------
@@ -35,23 +37,20 @@ def fetch_file(url: str, path: Path, *, check: Callable[[Path], object], caller:
     """
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    def checked(downloaded: Path) -> None:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            check(downloaded)
+        except ValueError as exc:
+            raise ValueError(f"{caller}: the file downloaded from {url} is not what was "
+                             f"expected ({exc}); nothing was cached.") from exc
+
+    with atomic_writer(path, check=checked) as out:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise OSError(
                 f"{caller} could not download {url} ({exc}). Without internet access, "
                 f"download the file elsewhere and put it at {path} (or point "
                 "$FAIRPRUNE_DATA / data_home at the folder that holds it).") from exc
-        try:
-            check(partial)
-        except ValueError as exc:
-            raise ValueError(f"{caller}: the file downloaded from {url} is not what was "
-                             f"expected ({exc}); nothing was cached.") from exc
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path

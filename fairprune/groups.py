@@ -8,7 +8,11 @@ Three pathways lead group labels to the library (DESIGN §2):
    (or key of a dict / ``skorch.helper.SliceDict``), a list of names for intersectional groups,
    or a picklable callable ``f(X, y) -> labels`` such as :func:`by_target`.
 
-This module knows nothing of torch: it turns inputs into label arrays and integer codes.
+This module owns the groups' whole trip through a fit: it turns inputs into label arrays and
+integer codes (:class:`GroupEncoder`), packs the codes beside the features in a
+:class:`skorch.helper.SliceDict` (:func:`pack_groups`), so that every skorch split, shuffle and
+batch slices them together with X, and takes them apart again (:func:`unpack_groups`). It knows
+nothing of torch.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from typing import Any, Union
 
 import numpy as np
 import pandas as pd
+from skorch.helper import SliceDict
 
 from ._validation import check_label_array
 
 __all__ = [
+    "FEATURES_KEY",
+    "GROUPS_KEY",
     "GroupEncoder",
     "GroupLocator",
     "by_target",
@@ -29,8 +36,17 @@ __all__ = [
     "drop_group_columns",
     "either_labels",
     "encode_groups",
+    "is_packed",
     "locate_groups",
+    "pack_groups",
+    "resolve_groups",
+    "unpack_groups",
 ]
+
+#: Key of array features inside a packed SliceDict.
+FEATURES_KEY = "__fairprune_X__"
+#: Key of the integer group codes inside a packed SliceDict.
+GROUPS_KEY = "__fairprune_groups__"
 
 GroupLocator = Union[None, str, list, tuple, Callable[[Any, Any], Any]]
 
@@ -129,7 +145,7 @@ def locate_groups(locator: GroupLocator, X: Any, y: Any = None) -> np.ndarray | 
     >>> locate_groups(["race", "sex"], X).tolist()
     [('a', 'f'), ('b', 'm')]
     """
-    check_locator(locator)
+    check_locator(locator)  # the one check of a locator (fit, scorers and reports call this)
     if locator is None:
         return None
     if isinstance(locator, str):
@@ -151,6 +167,56 @@ def either_labels(groups, sensitive_features):
             "once. Under metadata routing, 'groups' usually belongs to the CV splitter: route "
             "fairness groups as sensitive_features (set_fit_request(sensitive_features=True)).")
     return sensitive_features if sensitive_features is not None else groups
+
+
+def resolve_groups(locator: GroupLocator, X: Any, y: Any, groups: Any) -> np.ndarray | None:
+    """Labels from the direct argument and/or the locator; when both are given they must agree.
+
+    Returns None when neither gives labels.
+    """
+    located = locate_groups(locator, X, y)
+    if groups is None:
+        return located
+    direct = check_label_array(groups, "groups")
+    if located is not None:
+        if len(located) != len(direct) or not all(
+            a == b for a, b in zip(located.tolist(), direct.tolist())
+        ):
+            raise ValueError(
+                f"'groups' were given both to fit and through the locator "
+                f"groups={locator!r}, with different values. Give them one way."
+            )
+    return direct
+
+
+def pack_groups(features: Any, codes: np.ndarray) -> SliceDict:
+    """Features and group codes in one SliceDict (skorch slices them together).
+
+    Array features go under :data:`FEATURES_KEY`; a mapping of keyword inputs keeps its keys.
+    """
+    if isinstance(features, Mapping):
+        return SliceDict(**features, **{GROUPS_KEY: codes})
+    return SliceDict(**{FEATURES_KEY: features, GROUPS_KEY: codes})
+
+
+def is_packed(X: Any) -> bool:
+    """Whether ``X`` (a dataset's X or a batch) carries packed group codes."""
+    return isinstance(X, Mapping) and GROUPS_KEY in X
+
+
+def unpack_groups(X: Any) -> tuple[Any, Any]:
+    """``(module inputs, group codes)`` of packed features or of a batch of them.
+
+    The inputs are what the module's ``forward`` takes: the array features, or the mapping of
+    keyword inputs without the codes. Unpacked input comes back as it is, with codes None.
+    """
+    if not isinstance(X, Mapping):
+        return X, None
+    codes = X.get(GROUPS_KEY)
+    inputs = {key: value for key, value in X.items() if key != GROUPS_KEY}
+    if FEATURES_KEY in inputs:
+        return inputs[FEATURES_KEY], codes
+    return inputs, codes
 
 
 def drop_group_columns(locator: GroupLocator, X: Any) -> Any:

@@ -10,10 +10,16 @@ percentage. With ``acc_g`` the accuracy on group ``g``:
 
 Because ``Δ`` is the size-weighted mean of the ``Δ_g``, the size-weighted sum of ``ψ_g`` is 0,
 ``max_g ψ_g >= 0`` and ``max_g ψ_g <= Ψ_PW``.
+
+:func:`excess_from_gaps` and :func:`disparity_of_excess` are the one definition of ``ψ_g``,
+``max_g ψ_g`` and ``Ψ_PW`` on arrays: the metrics below, the report and the training history
+use them. On the device, during training, :func:`fairprune.constraints.statistics.excess_gaps`
+computes the same ``ψ_g`` in torch (tested equal).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,8 @@ from .groups import encode_groups
 
 __all__ = [
     "accuracy_gaps",
+    "disparity_of_excess",
+    "excess_from_gaps",
     "excess_accuracy_gaps",
     "group_accuracy",
     "max_excess_accuracy_gap",
@@ -40,6 +48,41 @@ def per_group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.n
     """Mean of ``values`` within each group code ``0 .. n_groups - 1``."""
     counts = np.bincount(codes, minlength=n_groups)
     return np.bincount(codes, weights=values, minlength=n_groups) / counts
+
+
+def excess_from_gaps(gaps: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``ψ_g = Δ_g − Δ``, with ``Δ`` the ``weights``-weighted mean of the finite ``Δ_g``.
+
+    ``weights`` are the groups' sizes for the overall gap of the same rows. A NaN gap (a
+    group without rows) stays NaN and takes no part in ``Δ``.
+
+    Examples
+    --------
+    >>> excess_from_gaps(np.array([0.5, 0.0]), np.array([2, 2])).tolist()
+    [0.25, -0.25]
+    """
+    gaps = np.asarray(gaps, dtype=np.float64)
+    weights = np.where(np.isfinite(gaps), np.asarray(weights, dtype=np.float64), 0.0)
+    overall = np.dot(weights, np.nan_to_num(gaps)) / max(weights.sum(), np.finfo(float).tiny)
+    return gaps - overall
+
+
+def disparity_of_excess(excess: np.ndarray) -> tuple[float, float]:
+    """``(max_g ψ_g, Ψ_PW)`` of excess accuracy gaps, NaN entries ignored (NaN when all are).
+
+    ``ψ_g = Δ_g − Δ`` with one ``Δ`` for all groups, so ``max ψ − min ψ = max Δ − min Δ``:
+    the pairwise disparity follows from the excess gaps alone.
+
+    Examples
+    --------
+    >>> disparity_of_excess(np.array([0.25, -0.25, np.nan]))
+    (0.25, 0.5)
+    """
+    excess = np.asarray(excess, dtype=np.float64)
+    seen = excess[~np.isnan(excess)]
+    if not seen.size:
+        return math.nan, math.nan
+    return float(seen.max()), float(seen.max() - seen.min())
 
 
 def checked_predictions(y_true, y_pred_dense, y_pred_sparse, groups):
@@ -94,7 +137,10 @@ def _gaps(y_true, y_pred_dense, y_pred_sparse, groups) -> tuple[pd.Series, float
         y_true, y_pred_dense, y_pred_sparse, groups)
     diff = correct(y_true, dense) - correct(y_true, sparse)
     per_group = per_group_mean(diff, codes, len(labels))
-    return pd.Series(per_group, index=labels, name="accuracy_gap"), float(diff.mean())
+    sizes = np.bincount(codes, minlength=len(labels))
+    excess = excess_from_gaps(per_group, sizes)
+    return (pd.Series(per_group, index=labels, name="accuracy_gap"),
+            pd.Series(excess, index=labels, name="excess_accuracy_gap"))
 
 
 def accuracy_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> pd.Series:
@@ -146,8 +192,7 @@ def excess_accuracy_gaps(
     b   -0.25
     Name: excess_accuracy_gap, dtype: float64
     """
-    gaps, overall = _gaps(y_true, y_pred_dense, y_pred_sparse, groups)
-    return (gaps - overall).rename("excess_accuracy_gap")
+    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups)[1]
 
 
 def pairwise_disparity(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> float:
@@ -158,8 +203,8 @@ def pairwise_disparity(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, group
     >>> pairwise_disparity([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
     0.5
     """
-    gaps = accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups)
-    return float(gaps.max() - gaps.min())
+    excess = excess_accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups)
+    return disparity_of_excess(excess.to_numpy())[1]
 
 
 def max_excess_accuracy_gap(
@@ -172,4 +217,5 @@ def max_excess_accuracy_gap(
     >>> max_excess_accuracy_gap([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
     0.25
     """
-    return float(excess_accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups).max())
+    excess = excess_accuracy_gaps(y_true, y_pred_dense, y_pred_sparse, groups)
+    return disparity_of_excess(excess.to_numpy())[0]

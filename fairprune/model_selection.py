@@ -13,7 +13,7 @@ __all__ = ["best_feasible"]
 
 def best_feasible(
     accuracy: str = "accuracy",
-    disparity: str = "max_eag",
+    disparity: str = "max_excess_accuracy_gap",
     tolerance_param: str = "param_tolerance",
     default_tolerance: float | None = None,
 ) -> Callable[[Mapping[str, Any]], int]:
@@ -29,8 +29,8 @@ def best_feasible(
     ----------
     accuracy : str, default="accuracy"
         Name of the accuracy entry of the ``scoring`` dict.
-    disparity : str, default="max_eag"
-        Name of the ``neg_max_excess_gap_scorer`` entry of the ``scoring`` dict.
+    disparity : str, default="max_excess_accuracy_gap"
+        Name of the ``neg_max_excess_accuracy_gap_scorer`` entry of the ``scoring`` dict.
     tolerance_param : str, default="param_tolerance"
         ``cv_results_`` column holding each candidate's ε (for a Pipeline, e.g.
         ``"param_fairprunedclassifier__tolerance"``).
@@ -45,7 +45,8 @@ def best_feasible(
     Examples
     --------
     >>> rule = best_feasible()
-    >>> rule({"mean_test_accuracy": [0.95, 0.93, 0.90], "mean_test_max_eag": [-0.08, -0.03, -0.01],
+    >>> rule({"mean_test_accuracy": [0.95, 0.93, 0.90],
+    ...       "mean_test_max_excess_accuracy_gap": [-0.08, -0.03, -0.01],
     ...       "param_tolerance": [0.05, 0.05, 0.05]})
     1
     """
@@ -55,7 +56,7 @@ def best_feasible(
             if key not in cv_results:
                 raise ValueError(
                     f"best_feasible needs {key!r} in cv_results_: use scoring={{{accuracy!r}: "
-                    f"'accuracy', {disparity!r}: neg_max_excess_gap_scorer}} (found "
+                    f"'accuracy', {disparity!r}: neg_max_excess_accuracy_gap_scorer}} (found "
                     f"{sorted(k for k in cv_results if k.startswith('mean_test_'))})."
                 )
         acc = np.asarray(cv_results[f"mean_test_{accuracy}"], dtype=float)

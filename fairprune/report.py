@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ._validation import check_tolerance
-from .metrics import checked_predictions, correct, per_group_mean
+from .metrics import (checked_predictions, correct, disparity_of_excess, excess_from_gaps,
+                      per_group_mean)
 
 __all__ = [
     "RATE_COLUMNS",
@@ -118,8 +119,9 @@ def disparity_report(
     dense_acc = per_group_mean(dense_ok, codes, n_groups)
     sparse_acc = per_group_mean(sparse_ok, codes, n_groups)
     gaps = dense_acc - sparse_acc
+    excess = excess_from_gaps(gaps, n)
     overall = float(dense_ok.mean() - sparse_ok.mean())
-    excess = gaps - overall
+    max_excess, pairwise = disparity_of_excess(excess)
     if tolerance is None:
         violates = pd.array([pd.NA] * n_groups, dtype="boolean")
     else:
@@ -134,8 +136,8 @@ def disparity_report(
             "excess_accuracy_gap": excess,
             "violates": violates,
             "overall_gap": overall,
-            "pairwise_disparity": float(gaps.max() - gaps.min()),
-            "max_excess_accuracy_gap": float(excess.max()),
+            "pairwise_disparity": pairwise,
+            "max_excess_accuracy_gap": max_excess,
             "tolerance": np.nan if tolerance is None else tolerance,
         }
     )
@@ -147,8 +149,8 @@ def disparity_report(
     report.attrs.update(
         {
             "overall_gap": overall,
-            "pairwise_disparity": float(gaps.max() - gaps.min()),
-            "max_excess_accuracy_gap": float(excess.max()),
+            "pairwise_disparity": pairwise,
+            "max_excess_accuracy_gap": max_excess,
             "dense_accuracy": float(dense_ok.mean()),
             "sparse_accuracy": float(sparse_ok.mean()),
             "tolerance": tolerance,
@@ -271,7 +273,7 @@ def plot_history(clf, axes=None, *, top_k: int | None = 10):
     """ψ_g, multipliers and training accuracy over the epochs of a fitted estimator.
 
     Three panels sharing the epoch axis, with the GMP epochs shaded: the training excess
-    accuracy gap of each group (``history[:, "train_eag"]``) with the ε line, each group's
+    accuracy gap of each group (``history[:, "train_excess_accuracy_gap"]``) with the ε line, each group's
     Lagrange multiplier, and the training accuracy. The matplotlib backend is left as it is.
 
     Parameters
@@ -293,7 +295,7 @@ def plot_history(clf, axes=None, *, top_k: int | None = 10):
     if not len(history):
         raise ValueError("plot_history needs a fitted estimator: its history is empty.")
     epochs = np.arange(1, len(history) + 1)
-    psi = np.array(history[:, "train_eag"], dtype=float)
+    psi = np.array(history[:, "train_excess_accuracy_gap"], dtype=float)
     multipliers = np.array(history[:, "multipliers"], dtype=float)
     names = [str(g) for g in clf.groups_]
     order = np.argsort(-np.nan_to_num(psi[-1], nan=-np.inf))

@@ -27,6 +27,7 @@ from .metrics import max_excess_accuracy_gap, pairwise_disparity
 __all__ = [
     "DisparityScorer",
     "make_disparity_scorer",
+    "neg_max_excess_accuracy_gap_scorer",
     "neg_max_excess_gap_scorer",
     "neg_pairwise_disparity_scorer",
 ]
@@ -155,4 +156,6 @@ def make_disparity_scorer(metric: Callable[..., float], greater_is_better: bool 
 
 
 neg_pairwise_disparity_scorer = make_disparity_scorer(pairwise_disparity)
-neg_max_excess_gap_scorer = make_disparity_scorer(max_excess_accuracy_gap)
+neg_max_excess_accuracy_gap_scorer = make_disparity_scorer(max_excess_accuracy_gap)
+#: The design card's shorter name of :data:`neg_max_excess_accuracy_gap_scorer` (the same object).
+neg_max_excess_gap_scorer = neg_max_excess_accuracy_gap_scorer

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ._files import atomic_writer
 
 __all__ = [
     "UTKFACE_AGE_BUCKETS",
@@ -140,15 +141,11 @@ def _read_cache(path: Path, n: int, image_size: int):
 
 
 def _write_cache(path: Path, images: np.ndarray, kept: np.ndarray) -> None:
-    """Write atomically (temporary file, then rename); a folder that cannot be written only
+    """Write atomically (:func:`fairprune._files.atomic_writer`); a folder that cannot be written only
     costs the cache, with a warning."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            np.savez(tmp, images=images, kept=kept)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
+        with atomic_writer(path) as handle:
+            np.savez(handle, images=images, kept=kept)
     except OSError as exc:
         warnings.warn(f"load_utkface: could not write the cache under {str(path.parent)!r} "
                       f"({exc}); the decoded images are not cached.", RuntimeWarning,

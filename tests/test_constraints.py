@@ -14,6 +14,7 @@ from fairprune.constraints import (
     batch_group_stats,
 )
 from fairprune.training import FineTuningEngine, make_dual_optimizer
+from reference_lagrangian import cmp_state, constraint_state
 from test_host_sync import forbid_host_sync
 
 
@@ -41,8 +42,7 @@ def test_ceag_violations_by_hand_without_buffers():
     problem = CEAGProblem(state, tolerance=0.05)
     loss = torch.tensor([0.3, 0.5, 0.9, 0.1], requires_grad=True)
     inputs = StepInputs(loss, torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.tensor([0, 0, 1, 2]))
-    cmp_state = problem.compute_cmp_state(inputs)
-    cs = next(iter(cmp_state.observed_constraints.values()))
+    cs = constraint_state(problem, inputs)
     batch_loss = 1.8 / 4
     expected = [(0.4 - 0.1) - (batch_loss - 0.8 / 3) - 0.05,
                 (0.9 - 0.5) - (batch_loss - 0.8 / 3) - 0.05,
@@ -60,7 +60,7 @@ def test_absent_groups_have_no_terms_and_no_dual_update():
     state = reference_state()
     problem = CEAGProblem(state, tolerance=0.0)
     inputs = StepInputs(torch.tensor([0.3, 0.5]), torch.tensor([1.0, 0.0]), torch.tensor([0, 0]))
-    cs = next(iter(problem.compute_cmp_state(inputs).observed_constraints.values()))
+    cs = constraint_state(problem, inputs)
     assert cs.violation[1:].tolist() == [0.0, 0.0]
     assert cs.strict_violation[1:].tolist() == [0.0, 0.0]
 
@@ -71,22 +71,22 @@ def test_buffers_weight_overall_accuracy_by_training_frequency():
     state.reference.fill(torch.zeros(4), torch.ones(4), torch.tensor([0, 0, 0, 1]))
     problem = CEAGProblem(state, tolerance=0.0)
     inputs = StepInputs(torch.zeros(4), torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]))
-    cs = next(iter(problem.compute_cmp_state(inputs).observed_constraints.values()))
+    cs = constraint_state(problem, inputs)
     # buffer accuracies 1.0 and 0.0; gaps 0 and 1; overall gap weighted 3:1 = 0.25
     assert cs.strict_violation.tolist() == pytest.approx([-0.25, 0.75])
 
 
 def test_equalized_loss_band_and_buffers():
     state = reference_state(buffer_size=0)
-    el = EqualizedLossProblem(state, tolerance=0.1)
+    el = EqualizedLossProblem(state, band=0.1)
     loss = torch.tensor([0.2, 0.4, 1.2, 0.2], requires_grad=True)
     inputs = StepInputs(loss, torch.ones(4), torch.tensor([0, 0, 1, 2]))
-    cs = next(iter(el.compute_cmp_state(inputs).observed_constraints.values()))
+    cs = constraint_state(el, inputs)
     mean = 0.5
     assert cs.violation.tolist() == pytest.approx([abs(0.3 - mean) - 0.1, abs(1.2 - mean) - 0.1,
                                                    abs(0.2 - mean) - 0.1])
-    buffered = EqualizedLossProblem(reference_state(buffer_size=1), tolerance=0.0)
-    cs = next(iter(buffered.compute_cmp_state(inputs).observed_constraints.values()))
+    buffered = EqualizedLossProblem(reference_state(buffer_size=1), band=0.0)
+    cs = constraint_state(buffered, inputs)
     losses = torch.tensor([0.4, 1.2, 0.2])  # newest per group
     assert cs.strict_violation.tolist() == pytest.approx((losses - losses.mean()).abs().tolist())
 
@@ -192,11 +192,11 @@ def test_dual_gradients_equal_coopers_dual_lagrangian_gradient():
         loss = torch.tensor([0.3, 0.5, 0.9, 0.1, 2.0, 0.4], requires_grad=True)
         inputs = StepInputs(loss, torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0]),
                             torch.tensor([0, 0, 1, 2, 1, 1]))
-        cmp_state = problem.compute_cmp_state(inputs)
-        cmp_state.compute_dual_lagrangian().backward()
+        state_of_batch = cmp_state(problem, inputs)
+        state_of_batch.compute_dual_lagrangian().backward()
         expected = state.multiplier.weight.grad.clone()
         state.multiplier.weight.grad = None
-        strict = next(iter(cmp_state.observed_constraints.values())).strict_violation
+        strict = next(iter(state_of_batch.observed_constraints.values())).strict_violation
         set_dual_gradients(state.multiplier, strict)
         assert expected.abs().sum() > 0
         torch.testing.assert_close(state.multiplier.weight.grad, expected, rtol=0, atol=0)
@@ -266,7 +266,7 @@ def test_primal_objective_has_the_gradient_of_coopers_lagrangian(problem_cls, bu
         correct = (model(x).argmax(1) == y).float()
         inputs = StepInputs(loss, correct, group_ids)
         if path == "cooper":
-            problem.compute_cmp_state(inputs).compute_primal_lagrangian().backward()
+            cmp_state(problem, inputs).compute_primal_lagrangian().backward()
         else:
             stats = batch_group_stats(loss.detach(), correct, group_ids, 3)
             problem.primal_objective(loss, stats).backward()

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from fairprune import FairPrunedClassifier
 from fairprune.groups import by_target
-from fairprune.scorers import neg_max_excess_gap_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
 distributed = pytest.importorskip("distributed")
 
@@ -39,7 +39,7 @@ def search(dense, memory, n_jobs):
     clf = FairPrunedClassifier(dense, groups=by_target, memory=memory, **SMALL)
     return GridSearchCV(
         clf, {"tolerance": [0.01, 0.05]}, cv=StratifiedKFold(2, shuffle=True, random_state=0),
-        scoring={"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer},
+        scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer},
         refit="accuracy", error_score="raise", n_jobs=n_jobs,
     )
 
@@ -53,7 +53,7 @@ def test_grid_search_runs_on_the_cluster_like_locally(client, digits, digits_den
     assert len(tasks.data) >= 4 and workers <= set(client.scheduler_info()["workers"])
     # both folds' GMP phases were stored by the workers in the shared cache directory
     assert sum(1 for _ in tmp_path.rglob("*.gmp.pt")) >= 2
-    for key in ("mean_test_accuracy", "mean_test_max_eag", "split0_test_accuracy"):
+    for key in ("mean_test_accuracy", "mean_test_max_excess_accuracy_gap", "split0_test_accuracy"):
         np.testing.assert_allclose(remote.cv_results_[key], local.cv_results_[key], atol=1e-6)
     np.testing.assert_allclose(remote.best_estimator_.predict_proba(X),
                                local.best_estimator_.predict_proba(X), atol=1e-5)

@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.groups import by_target
-from fairprune.scorers import make_disparity_scorer, neg_max_excess_gap_scorer
+from fairprune.scorers import make_disparity_scorer, neg_max_excess_accuracy_gap_scorer
 from fairprune.metrics import max_excess_accuracy_gap
 
 FAST = dict(pruning_epochs=2, max_epochs=2, verbose=0, lr=0.05)
@@ -50,7 +50,7 @@ def test_fit_predict_report_and_history(digits, digits_dense):
     assert len(hist) == 4
     assert hist[:, "phase"] == ["gmp", "gmp", "ceag", "ceag"]
     assert hist[:, "sparsity"][0] == 0.0 and hist[:, "sparsity"][-1] == pytest.approx(0.8)
-    for key in ("train_max_eag", "train_psi_pw", "max_multiplier", "n_violated", "train_acc", "lr"):
+    for key in ("train_max_excess_accuracy_gap", "train_pairwise_disparity", "max_multiplier", "n_violated", "train_acc", "lr"):
         assert all(np.isfinite(hist[:, key]))
     assert len(hist[-1, "multipliers"]) == 10
     assert clf.groups_.tolist() == list(range(10))
@@ -126,7 +126,7 @@ def test_clone_pickle_pipeline(digits, digits_dense):
     assert restored.multipliers_.equals(clf.multipliers_)
     pipe = make_pipeline(FunctionTransformer(lambda a: a.astype(np.float32)), small(digits_dense, groups=by_target))
     pipe.fit(X.astype(np.float64), y)
-    assert neg_max_excess_gap_scorer(pipe, X, y) <= 0
+    assert neg_max_excess_accuracy_gap_scorer(pipe, X, y) <= 0
     assert pipe.score(X, y) > 0.5
 
 
@@ -138,21 +138,21 @@ def test_gridsearch_routing_and_locator_give_identical_results(digits, digits_de
     with sklearn.config_context(enable_metadata_routing=True):
         scorer = make_disparity_scorer(max_excess_accuracy_gap).set_score_request(groups=True)
         est = small(digits_dense).set_fit_request(groups=True)
-        routed = GridSearchCV(est, grid, cv=cv, scoring={"accuracy": "accuracy", "max_eag": scorer},
+        routed = GridSearchCV(est, grid, cv=cv, scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": scorer},
                               refit=False, error_score="raise").fit(X, y, groups=labels)
     located = GridSearchCV(
         small(digits_dense, groups="digit_group"), grid, cv=cv, refit=False, error_score="raise",
-        scoring={"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer},
+        scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer},
     ).fit(_frame(X, y), y)
-    for key in ("mean_test_accuracy", "mean_test_max_eag", "split0_test_max_eag"):
+    for key in ("mean_test_accuracy", "mean_test_max_excess_accuracy_gap", "split0_test_max_excess_accuracy_gap"):
         assert np.allclose(routed.cv_results_[key], located.cv_results_[key]), key
-    assert np.all(np.isfinite(routed.cv_results_["mean_test_max_eag"]))
+    assert np.all(np.isfinite(routed.cv_results_["mean_test_max_excess_accuracy_gap"]))
 
 
 def test_gridsearch_without_routing_or_locator_fails_clearly(digits, digits_dense):
     X, y = digits
     search = GridSearchCV(small(digits_dense), {"tolerance": [0.1]}, cv=2,
-                          scoring=neg_max_excess_gap_scorer, error_score="raise")
+                          scoring=neg_max_excess_accuracy_gap_scorer, error_score="raise")
     with pytest.raises(ValueError, match="needs group labels"):
         search.fit(X, y, groups=y)
 

@@ -22,7 +22,7 @@ def test_quickstart(tmp_path):
 
 def test_gridsearch_tolerance(tmp_path):
     out = run("gridsearch_tolerance.py", "--quick", cwd=tmp_path)
-    assert "mean_test_max_eag" in out and "refit on candidate" in out
+    assert "mean_test_max_excess_accuracy_gap" in out and "refit on candidate" in out
 
 
 def test_many_groups(tmp_path):

@@ -257,7 +257,7 @@ def test_fair_epoch_selection_keeps_the_most_accurate_feasible_epoch(digits, dig
             warnings.simplefilter("ignore")
             clf.fit(X, y, groups=y)
         acc = np.array(clf.history[:, "valid_acc"])[2:]
-        eag = np.array(clf.history[:, "valid_max_eag"])[2:]
+        eag = np.array(clf.history[:, "valid_max_excess_accuracy_gap"])[2:]
         feasible = eag <= tolerance
         if feasible.any():
             expected = int(np.flatnonzero(feasible)[np.argmax(acc[feasible])])

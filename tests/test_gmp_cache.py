@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from fairprune import FairPrunedClassifier, GMPCacheWarning
 from fairprune.training.gmp_cache import gmp_key
 from fairprune.groups import by_target
-from fairprune.scorers import neg_max_excess_gap_scorer, neg_pairwise_disparity_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer, neg_pairwise_disparity_scorer
 
 SMALL = dict(sparsity=0.9, dense_layers=(), pruning_epochs=3, max_epochs=2, lr=0.05, verbose=0)
 
@@ -98,8 +98,8 @@ def test_grid_search_over_tolerance_runs_gmp_once_per_fold(digits, digits_dense,
     """The acceptance setting of issue 9: 4 tolerances x 3 folds, identical cv_results_."""
     X, y = digits
     grid = {"tolerance": [0.005, 0.01, 0.02, 0.05]}
-    scoring = {"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer,
-               "psi_pw": neg_pairwise_disparity_scorer}
+    scoring = {"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer,
+               "pairwise_disparity": neg_pairwise_disparity_scorer}
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
 
     def search(memory):
@@ -109,7 +109,7 @@ def test_grid_search_over_tolerance_runs_gmp_once_per_fold(digits, digits_dense,
 
     plain, cached = search(None), search(Memory(tmp_path, verbose=0))
     assert stored_phases(tmp_path) == 3
-    for name in ("accuracy", "max_eag", "psi_pw"):
+    for name in ("accuracy", "max_excess_accuracy_gap", "pairwise_disparity"):
         for stat in ("mean", "std"):
             key = f"{stat}_test_{name}"
             np.testing.assert_array_equal(cached.cv_results_[key], plain.cv_results_[key])

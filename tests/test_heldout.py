@@ -65,10 +65,10 @@ def test_heldout_estimates_drive_the_dual_step(digits, digits_dense):
         warnings.simplefilter("ignore", FairnessToleranceWarning)
         clf = FairPrunedClassifier(digits_dense, constraint_data="heldout", **params).fit(
             X, y, groups=y)
-    violated = np.array(clf.history[1, "valid_eag"]) > 0  # the held-out pass before epoch 3
+    violated = np.array(clf.history[1, "valid_excess_accuracy_gap"]) > 0  # the held-out pass before epoch 3
     multipliers = np.array(clf.history[-1, "multipliers"])
     assert (multipliers[violated] > 0).all()
-    assert (multipliers[~violated & ~np.isnan(np.array(clf.history[1, "valid_eag"]))] == 0).all()
+    assert (multipliers[~violated & ~np.isnan(np.array(clf.history[1, "valid_excess_accuracy_gap"]))] == 0).all()
 
 
 def test_heldout_with_the_gmp_cache_and_many_groups(digits, digits_dense, tmp_path):

@@ -5,17 +5,17 @@ from sklearn.model_selection import GridSearchCV
 from fairprune import FairPrunedClassifier
 from fairprune.groups import by_target
 from fairprune.model_selection import best_feasible
-from fairprune.scorers import neg_max_excess_gap_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
 
 def test_rule_picks_most_accurate_feasible_and_falls_back():
-    results = {"mean_test_accuracy": [0.99, 0.95, 0.97], "mean_test_max_eag": [-0.2, -0.01, -0.04],
+    results = {"mean_test_accuracy": [0.99, 0.95, 0.97], "mean_test_max_excess_accuracy_gap": [-0.2, -0.01, -0.04],
                "param_tolerance": np.ma.masked_array([0.05, 0.05, 0.05])}
     assert best_feasible()(results) == 2
     results["param_tolerance"] = np.ma.masked_array([0.001, 0.001, 0.001])
     with pytest.warns(UserWarning, match="No candidate meets its tolerance"):
         assert best_feasible()(results) == 1
-    with pytest.raises(ValueError, match="needs 'mean_test_max_eag'"):
+    with pytest.raises(ValueError, match="needs 'mean_test_max_excess_accuracy_gap'"):
         best_feasible()({"mean_test_accuracy": [1.0]})
     with pytest.raises(ValueError, match="default_tolerance"):
         best_feasible(tolerance_param="param_x")(results)
@@ -27,9 +27,9 @@ def test_gridsearch_refits_best_feasible(digits, digits_dense):
                                max_epochs=2, lr=0.05, verbose=0)
     search = GridSearchCV(
         clf, {"tolerance": [0.01, 0.2]}, cv=2, refit=best_feasible(), error_score="raise",
-        scoring={"accuracy": "accuracy", "max_eag": neg_max_excess_gap_scorer},
+        scoring={"accuracy": "accuracy", "max_excess_accuracy_gap": neg_max_excess_accuracy_gap_scorer},
     ).fit(X, y)
     assert hasattr(search, "best_estimator_")
     results = search.cv_results_
     idx = search.best_index_
-    assert -results["mean_test_max_eag"][idx] <= results["param_tolerance"][idx]
+    assert -results["mean_test_max_excess_accuracy_gap"][idx] <= results["param_tolerance"][idx]

@@ -156,14 +156,14 @@ def test_failed_refit_keeps_the_fitted_model(digits, digits_dense):
 
 
 def test_scores_and_reports_refuse_labels_outside_the_fitted_classes(digits, digits_dense):
-    from fairprune.scorers import neg_max_excess_gap_scorer
+    from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
     X, y = digits
     clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), pruning_epochs=1,
                                max_epochs=1, verbose=0).fit(X, y, groups=y)
     for wrong in (np.array([f"c{v}" for v in y]), y + 10):
         with pytest.raises(ValueError, match="not fitted on"):
-            neg_max_excess_gap_scorer(clf, X, wrong, groups=y)
+            neg_max_excess_accuracy_gap_scorer(clf, X, wrong, groups=y)
         with pytest.raises(ValueError, match="'y'"):
             clf.disparity_report(X, wrong, groups=y)
 

@@ -11,7 +11,7 @@ import sklearn
 from sklearn.model_selection import GroupKFold, cross_validate
 
 from fairprune import FairnessToleranceWarning, FairPrunedClassifier
-from fairprune.scorers import neg_max_excess_gap_scorer
+from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
 
 class RecordingGroupKFold(GroupKFold):
@@ -45,12 +45,12 @@ def test_group_kfold_splits_by_person_while_constraints_use_race(digits, digits_
         if how == "routing":
             est = _clf(digits_dense).set_fit_request(sensitive_features=True)
             result = cross_validate(est, X, y, cv=RecordingGroupKFold(3),
-                                    scoring=neg_max_excess_gap_scorer, return_estimator=True,
+                                    scoring=neg_max_excess_accuracy_gap_scorer, return_estimator=True,
                                     params={"groups": person, "sensitive_features": race})
         else:
             frame = pd.DataFrame(X).rename(columns=str).assign(race=race)
             result = cross_validate(_clf(digits_dense, groups="race"), frame, y,
-                                    cv=RecordingGroupKFold(3), scoring=neg_max_excess_gap_scorer,
+                                    cv=RecordingGroupKFold(3), scoring=neg_max_excess_accuracy_gap_scorer,
                                     return_estimator=True, params={"groups": person})
     assert len(RecordingGroupKFold.received) == 1
     np.testing.assert_array_equal(RecordingGroupKFold.received[0], person)
@@ -65,10 +65,10 @@ def test_both_names_at_once_is_an_error(digits, digits_dense):
         _clf(digits_dense).fit(X, y, groups=race, sensitive_features=race)
     fitted = _clf(digits_dense).fit(X, y, sensitive_features=race)
     with pytest.raises(ValueError, match="both as 'groups' and as 'sensitive_features'"):
-        neg_max_excess_gap_scorer(fitted, X, y, groups=race, sensitive_features=race)
+        neg_max_excess_accuracy_gap_scorer(fitted, X, y, groups=race, sensitive_features=race)
     report = fitted.disparity_report(X, y, sensitive_features=race)
     assert report["group"].tolist() == ["a", "b"]
-    assert neg_max_excess_gap_scorer(fitted, X, y, sensitive_features=race) == pytest.approx(
+    assert neg_max_excess_accuracy_gap_scorer(fitted, X, y, sensitive_features=race) == pytest.approx(
         -report.attrs["max_excess_accuracy_gap"])
 
 
@@ -95,9 +95,9 @@ def test_heldout_monitoring_matches_a_report_on_the_validation_rows(digits, digi
     Xv, yv = X[-n_valid:], y[-n_valid:]
     report = disparity_report(yv, clf.predict_dense(Xv), clf.predict(Xv), yv)
     last = clf.history[-1]
-    assert last["valid_max_eag"] == pytest.approx(report.attrs["max_excess_accuracy_gap"],
+    assert last["valid_max_excess_accuracy_gap"] == pytest.approx(report.attrs["max_excess_accuracy_gap"],
                                                   abs=1e-6)
-    assert last["valid_psi_pw"] == pytest.approx(report.attrs["pairwise_disparity"], abs=1e-6)
-    np.testing.assert_allclose(last["valid_eag"], report["excess_accuracy_gap"], atol=1e-6)
-    assert all("valid_max_eag" in row for row in clf.history)
-    assert not any("valid_max_eag" in row or "valid_eag" in row for row in plain.history)
+    assert last["valid_pairwise_disparity"] == pytest.approx(report.attrs["pairwise_disparity"], abs=1e-6)
+    np.testing.assert_allclose(last["valid_excess_accuracy_gap"], report["excess_accuracy_gap"], atol=1e-6)
+    assert all("valid_max_excess_accuracy_gap" in row for row in clf.history)
+    assert not any("valid_max_excess_accuracy_gap" in row or "valid_excess_accuracy_gap" in row for row in plain.history)

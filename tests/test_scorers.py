@@ -9,7 +9,7 @@ from sklearn.preprocessing import FunctionTransformer
 from fairprune.metrics import max_excess_accuracy_gap, pairwise_disparity
 from fairprune.scorers import (
     make_disparity_scorer,
-    neg_max_excess_gap_scorer,
+    neg_max_excess_accuracy_gap_scorer,
     neg_pairwise_disparity_scorer,
 )
 
@@ -50,7 +50,7 @@ def test_scorers_negate_the_metric_with_locator(data):
     assert neg_pairwise_disparity_scorer(est, X, y) == pytest.approx(
         -pairwise_disparity(y, dense, sparse, X["g"])
     )
-    assert neg_max_excess_gap_scorer(est, X, y) == pytest.approx(
+    assert neg_max_excess_accuracy_gap_scorer(est, X, y) == pytest.approx(
         -max_excess_accuracy_gap(y, dense, sparse, X["g"])
     )
     assert neg_pairwise_disparity_scorer(est, X, y) == pytest.approx(-1.0)
@@ -69,7 +69,7 @@ def test_pipeline_and_cross_validate(data):
     pipe = make_pipeline(FunctionTransformer(lambda d: d), StandIn(groups="g"))
     result = cross_validate(
         pipe, pd.concat([X] * 3), np.tile(y, 3), cv=3,
-        scoring={"pw": neg_pairwise_disparity_scorer, "eag": neg_max_excess_gap_scorer},
+        scoring={"pw": neg_pairwise_disparity_scorer, "eag": neg_max_excess_accuracy_gap_scorer},
         error_score="raise",
     )
     assert np.all(result["test_pw"] <= 0) and np.all(np.isfinite(result["test_eag"]))

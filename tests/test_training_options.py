@@ -133,13 +133,13 @@ def test_estimator_training_step_has_no_host_sync(digits, digits_dense, precisio
     is skipped for device tensors), so it is switched off to see the step as on a GPU."""
     from test_host_sync import forbid_host_sync
 
-    from fairprune._data import prepare_fit_data
+    from fairprune.groups import pack_groups
 
     X, y = digits
     clf = fit(digits_dense, X, y, mixed_precision=precision, max_epochs=1)
     monkeypatch.setattr("fairprune.training.engine.check_group_ids", lambda ids, n: None)
-    batch = next(iter(clf.get_iterator(clf.get_dataset(*prepare_fit_data(clf, X, y, y)),
-                                       training=True)))
+    packed = pack_groups(X, clf.group_encoder_.transform(y))
+    batch = next(iter(clf.get_iterator(clf.get_dataset(packed, y), training=True)))
     before = [p.detach().clone() for p in clf.module_.parameters()]
     with forbid_host_sync():
         for _ in range(3):

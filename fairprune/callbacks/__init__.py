@@ -4,9 +4,8 @@ In the order they run: :class:`FairnessSetup` (dense reference, fairness state, 
 :class:`GradualPruning` (GMP masks), :class:`MilestoneLR` (the paper's learning-rate
 schedule), :class:`NonFiniteLossGuard` (stop on NaN/inf, restore the last good state),
 :class:`FairnessLogger` (per-epoch ψ_g and multipliers in the history),
-:class:`EpochSelection` (NFT+ES), :class:`FitSummary` (training report and warning) and
-:class:`PhaseProgressBar` (a progress bar labelled with the phase, in terminals and notebooks).
-:func:`fair_checkpoint` is skorch's ``Checkpoint`` configured for resuming a fit.
+:class:`EpochSelection` (NFT+ES) and :class:`PhaseProgressBar` (a progress bar labelled with
+the phase, in terminals and notebooks). :func:`fair_checkpoint` is skorch's ``Checkpoint`` configured for resuming a fit.
 """
 
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
@@ -18,7 +17,6 @@ from .lr import MilestoneLR
 from .pruning import GradualPruning
 from .selection import EpochSelection
 from .setup import FairnessSetup
-from .summary import FitSummary
 
 __all__ = [
     "CheckpointError",
@@ -26,7 +24,6 @@ __all__ = [
     "FairCheckpoint",
     "FairnessLogger",
     "FairnessSetup",
-    "FitSummary",
     "GradualPruning",
     "MilestoneLR",
     "NonFiniteLossGuard",
@@ -50,7 +47,6 @@ def default_callbacks(keys_ignored=()) -> list:
         ("valid_loss", PassthroughScoring(name="valid_loss")),
         ("valid_acc", EpochScoring("accuracy", name="valid_acc", lower_is_better=False)),
         ("epoch_selection", EpochSelection()),
-        ("fit_summary", FitSummary()),
         ("progress_bar", PhaseProgressBar()),  # closed before the epoch's row is printed
         ("print_log", PlainPrintLog(keys_ignored=keys_ignored)),
     ]

@@ -10,7 +10,6 @@ checks the manifest first and refuses, naming the file, anything that does not m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from skorch.callbacks import Checkpoint
 
+from .._files import atomic_write, fsync_file, sha256_file
+
 __all__ = ["CheckpointError", "FairCheckpoint", "fair_checkpoint"]
 
 MANIFEST = "manifest.json"
@@ -26,15 +27,6 @@ MANIFEST = "manifest.json"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from safely (mixed epochs, damaged or missing)."""
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 class FairCheckpoint(Checkpoint):
@@ -99,13 +91,11 @@ class FairCheckpoint(Checkpoint):
                 raise OSError(f"FairCheckpoint could not write {missing} to {target}.")
             manifest = {"epoch": len(net.history), "files": {}}
             for name in files.values():
-                _fsync(stage / name)
-                manifest["files"][name] = _digest(stage / name)
+                fsync_file(stage / name)
+                manifest["files"][name] = sha256_file(stage / name)
             for name in files.values():
                 os.replace(stage / name, target / name)
-            (stage / MANIFEST).write_text(json.dumps(manifest, indent=1))
-            _fsync(stage / MANIFEST)
-            os.replace(stage / MANIFEST, target / MANIFEST)
+            atomic_write(target / MANIFEST, json.dumps(manifest, indent=1).encode())
         finally:
             self.dirname = dirname
             shutil.rmtree(stage, ignore_errors=True)
@@ -140,7 +130,7 @@ class FairCheckpoint(Checkpoint):
                     f"{manifest.get('epoch')}): this checkpoint cannot restore it.")
             if not (target / name).exists():
                 raise CheckpointError(f"{target / name} is missing; {MANIFEST} expects it.")
-            if _digest(target / name) != recorded[name]:
+            if sha256_file(target / name) != recorded[name]:
                 raise CheckpointError(
                     f"{target / name} does not match {MANIFEST} (epoch "
                     f"{manifest.get('epoch')}): it comes from another epoch or is damaged.")

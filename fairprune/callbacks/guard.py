@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 
 import torch
 from skorch.callbacks import Callback
+
+from ..training.state import capture, restore
 
 __all__ = ["NonFiniteLossGuard", "all_finite"]
 
@@ -24,11 +25,7 @@ class NonFiniteLossGuard(Callback):
         self.snapshot_ = None
 
     def on_epoch_begin(self, net, **kwargs):
-        self.snapshot_ = {
-            "module": copy.deepcopy(net.module_.state_dict()),
-            "fairness": copy.deepcopy(net.fairness_.state_dict()),
-            "optimizer": copy.deepcopy(net.optimizer_.state_dict()),
-        }
+        self.snapshot_ = capture(net, ("module", "fairness", "optimizer"))
 
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if not training:
@@ -68,11 +65,9 @@ class NonFiniteLossGuard(Callback):
         snapshot, self.snapshot_ = getattr(self, "snapshot_", None), None
         if snapshot is None:
             return
-        net.module_.load_state_dict(snapshot["module"])
-        net.fairness_.load_state_dict(snapshot["fairness"])
-        net.optimizer_.load_state_dict(snapshot["optimizer"])
+        restore(net, snapshot)
         if not all_finite(net):
-            net.unusable_ = "its weights are NaN/inf and no finite state could be restored"
+            net.mark_unusable_("its weights are NaN/inf and no finite state could be restored")
             raise FloatingPointError(
                 "The weights were already NaN/inf at the start of the epoch, so no finite "
                 "state is left to restore; the model is not usable. Check dense_module and "

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback, PrintLog, ProgressBar
 
+from ..metrics import disparity_of_excess
 from ..training.phases import current_epoch, phase_of, stage_of
 
 __all__ = ["FairnessLogger", "PhaseProgressBar", "PlainPrintLog", "is_terminal", "plain_text_sink"]
@@ -80,8 +81,9 @@ class FairnessLogger(Callback):
 
     Keys: ``phase`` ("gmp" or the method), ``stage`` (the phase and the epoch within it, e.g.
     ``"gmp 2/15"``, ``"ceag 1/45"``: the printed table's first column), ``train_acc`` (accuracy of the epoch's training
-    predictions), ``train_eag`` (ψ_g per group, NaN for a group not seen in the epoch),
-    ``train_max_eag`` (max ψ_g) and ``train_psi_pw`` (Ψ_PW) of the epoch's training
+    predictions), ``train_excess_accuracy_gap`` (ψ_g per group, NaN for a group not seen in
+    the epoch), ``train_max_excess_accuracy_gap`` (max ψ_g) and ``train_pairwise_disparity``
+    (Ψ_PW) of the epoch's training
     predictions against the dense model's training accuracy, ``multipliers`` (one float per
     group, JSON-serialisable), ``max_multiplier`` and ``n_violated`` (groups with ψ_g > ε in
     the epoch). One host synchronisation per epoch.
@@ -89,8 +91,8 @@ class FairnessLogger(Callback):
     The ``train_*`` values are running estimates: each sample is scored in training mode
     (augmentation, BatchNorm batch statistics) when its batch is trained on, while the weights
     still change; ``train_report_`` scores the final weights in eval mode, so the two differ.
-    With a validation split (``train_split``) the keys ``valid_eag``, ``valid_max_eag`` and
-    ``valid_psi_pw`` give the same for the held-out rows, scored in eval mode at the end of the
+    With a validation split (``train_split``) the keys ``valid_excess_accuracy_gap``,
+    ``valid_max_excess_accuracy_gap`` and ``valid_pairwise_disparity`` give the same for the held-out rows, scored in eval mode at the end of the
     epoch (during skorch's validation pass: no extra forward pass) against the dense model's
     accuracy on those rows (computed once per fit); ``valid_acc`` is skorch's.
     """
@@ -107,7 +109,7 @@ class FairnessLogger(Callback):
         net.history.record("stage", stage_of(net, epoch))  # the printed table's first column
         net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
         psi = _record_gaps(net.history, "train", state.epoch_excess_gaps())
-        heldout = state.epoch_excess_gaps(heldout=True)
+        heldout = state.epoch_excess_gaps(split="valid")
         if bool((~torch.isnan(heldout)).any()):  # a validation split was evaluated this epoch
             _record_gaps(net.history, "valid", heldout)
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
@@ -117,13 +119,12 @@ class FairnessLogger(Callback):
 
 
 def _record_gaps(history, prefix: str, gaps) -> np.ndarray:
-    """Record ψ_g (``<prefix>_eag``, NaN for groups not seen), its max and Ψ_PW; return it in
-    float64, where comparisons with any valid tolerance (1e300 included) stay exact."""
+    """Record ψ_g (``<prefix>_excess_accuracy_gap``, NaN for groups not seen), its max
+    (``<prefix>_max_excess_accuracy_gap``) and Ψ_PW (``<prefix>_pairwise_disparity``); return
+    ψ_g in float64, where comparisons with any valid tolerance (1e300 included) stay exact."""
     psi = gaps.cpu().numpy().astype(np.float64)
-    seen = ~np.isnan(psi)
-    history.record(f"{prefix}_eag", [round(float(v), 6) for v in psi])
-    history.record(f"{prefix}_max_eag", float(psi[seen].max()) if seen.any() else math.nan)
-    # ψ_g = Δ_g − Δ with one Δ for all groups, so max ψ − min ψ = max Δ − min Δ = Ψ_PW
-    history.record(f"{prefix}_psi_pw",
-                   float(psi[seen].max() - psi[seen].min()) if seen.any() else math.nan)
+    max_excess, pairwise = disparity_of_excess(psi)
+    history.record(f"{prefix}_excess_accuracy_gap", [round(float(v), 6) for v in psi])
+    history.record(f"{prefix}_max_excess_accuracy_gap", max_excess)
+    history.record(f"{prefix}_pairwise_disparity", pairwise)
     return psi

@@ -8,6 +8,7 @@ import math
 from skorch.callbacks import Callback
 
 from ..training.phases import is_fine_tuning_epoch
+from ..training.state import capture, restore
 
 __all__ = ["EpochSelection"]
 
@@ -17,7 +18,7 @@ class EpochSelection(Callback):
 
     ``"accuracy"``: the highest validation accuracy (the paper's NFT+ES, on held-out training
     data). ``"fair"``: the most accurate epoch among those whose held-out max ψ_g
-    (``valid_max_eag``) is within the tolerance, else the epoch with the lowest held-out
+    (``valid_max_excess_accuracy_gap``) is within the tolerance, else the epoch with the lowest held-out
     max ψ_g — the rule of :func:`fairprune.model_selection.best_feasible`, per epoch.
 
     Only epochs after GMP are candidates (earlier ones are less sparse than asked). The
@@ -39,12 +40,8 @@ class EpochSelection(Callback):
         best = getattr(self, "best_", None)
         selected = is_candidate and (best is None or score > best["score"])
         if selected:
-            self.best_ = {
-                "epoch": epoch,
-                "score": score,
-                "module": {k: v.detach().clone() for k, v in net.module_.state_dict().items()},
-                "fairness": {k: v.detach().clone() for k, v in net.fairness_.state_dict().items()},
-            }
+            self.best_ = {"epoch": epoch, "score": score,
+                          "state": capture(net, ("module", "fairness"))}
         net.history.record("selected", bool(selected))
 
     @staticmethod
@@ -55,7 +52,7 @@ class EpochSelection(Callback):
             return None
         if net.epoch_selection == "accuracy":
             return (float(accuracy),)
-        disparity = row.get("valid_max_eag")
+        disparity = row.get("valid_max_excess_accuracy_gap")
         if disparity is None or not math.isfinite(disparity):
             return None
         feasible = disparity <= net.tolerance
@@ -66,7 +63,5 @@ class EpochSelection(Callback):
         self.best_ = None
         if net.epoch_selection is None or best is None:
             return
-        net.module_.load_state_dict(best["module"])
-        net.fairness_.load_state_dict(best["fairness"])
-        net.masks_.apply_(net.module_)
-        net.selected_epoch_ = best["epoch"]
+        restore(net, best["state"])  # masks re-applied
+        net.set_selected_epoch_(best["epoch"])

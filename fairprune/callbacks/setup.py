@@ -11,24 +11,14 @@ import torch
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 
-from .._data import FEATURES_KEY, GROUPS_KEY, iter_logits
+from ..groups import FEATURES_KEY
 from ..pruning import MaskSet, prunable_layers
 from ..training.engine import make_dual_optimizer
+from ..training.evaluation import per_sample_evaluation
 from ..training.methods import auto_dual_lr, make_fairness_state
 from ..training.precision import make_grad_scaler
 
-__all__ = ["FairnessSetup", "per_sample_evaluation"]
-
-
-def per_sample_evaluation(net, module: torch.nn.Module, dataset):
-    """Per-sample loss, correctness and group codes of ``module`` on a packed dataset."""
-    losses, correct, groups = [], [], []
-    for logits, Xi, yi in iter_logits(net, module, dataset):
-        yi = to_tensor(yi, device=net.device)
-        losses.append(net.criterion_(logits, yi).float())
-        correct.append((logits.argmax(dim=1) == yi).float())
-        groups.append(to_tensor(Xi[GROUPS_KEY], device=net.device).long())
-    return torch.cat(losses), torch.cat(correct), torch.cat(groups)
+__all__ = ["FairnessSetup"]
 
 
 class FairnessSetup(Callback):
@@ -51,7 +41,7 @@ class FairnessSetup(Callback):
         if state.buffer is not None:  # small groups: ready once they hold all their samples
             state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
         if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
-            state.heldout.fill(*per_sample_evaluation(net, net.dense_module_, dataset_valid))
+            state.heldout_reference.fill(*per_sample_evaluation(net, net.dense_module_, dataset_valid))
         masks = MaskSet()
         masks.target_sparsity = 0.0
         net.set_fairness_state_(state, masks)

@@ -1,7 +1,6 @@
-"""The fine-tuning problems as Cooper ``ConstrainedMinimizationProblem`` objects.
-
-The three methods differ only in the problem object; the training step is shared
-(:class:`~fairprune.constraints.engine.FineTuningEngine`).
+"""The fine-tuning problems: what the shared training step
+(:class:`~fairprune.training.FineTuningEngine`) minimises and which violations drive the
+multipliers.
 
 * :class:`NaiveFineTuning` (NFT): minimise the loss, no constraint.
 * :class:`CEAGProblem`: one inequality constraint per group, ``ψ_g − ε <= 0``, with proxy
@@ -11,6 +10,15 @@ The three methods differ only in the problem object; the training step is shared
   accuracies read from replay buffers (or the batch when buffers are off).
 * :class:`EqualizedLossProblem` (Tran et al., 2022): ``|L_g(θs) − L(θs)| − ε_L <= 0`` per group,
   with or without replay buffers of per-sample losses for the dual update.
+
+There is one formulation of the Lagrangian ``L + Σ_g λ_g c_g`` in the package: a problem gives
+the strict violations (:meth:`FairnessProblem.strict_violation`, the dual step) and a weighted
+per-sample loss with the Lagrangian's gradient at the current multipliers
+(:meth:`FairnessProblem.primal_objective`, the primal step). The differentiable violations
+``c_g`` appear only through their gradient; the test suite builds Cooper's ``CMPState`` from
+them the direct way and checks both steps against Cooper's own Lagrangians. The multipliers
+are Cooper's (``DenseMultiplier``, made non-negative for inequalities by the problem's
+``cooper.Constraint``).
 
 State (multipliers, replay buffers, dense constants) lives in ``nn.Module`` objects that the
 problem only references, so the state pickles and moves with the estimator while the problem
@@ -27,8 +35,7 @@ from torch import nn
 
 from .distributed import is_distributed, pooled_group_means, sum_over_processes
 from .replay_buffer import ReplayBuffer
-from .statistics import (BatchGroupStats, DenseReference, batch_group_stats, promoted_dot,
-                         weighted_overall)
+from .statistics import BatchGroupStats, DenseReference, excess_gaps, promoted_dot, weighted_overall
 
 __all__ = [
     "CEAGProblem",
@@ -84,7 +91,7 @@ class FairnessState(nn.Module):
         self.register_buffer("epoch_correct", torch.zeros(num_groups, device=device))
         self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
         # the same on the held-out (validation) rows, against the dense model on those rows
-        self.heldout = DenseReference(num_groups, device)
+        self.heldout_reference = DenseReference(num_groups, device)
         for name in ("heldout_correct", "heldout_loss", "heldout_count",
                      # the last completed held-out pass: what held-out constraints read
                      "last_heldout_correct", "last_heldout_loss", "last_heldout_count"):
@@ -115,10 +122,12 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,
-               heldout: bool = False, loss: torch.Tensor | None = None,
+               split: str = "train", loss: torch.Tensor | None = None,
                batch_counts: torch.Tensor | None = None) -> None:
-        """Add a batch's per-sample correctness (and, held out, losses) to the epoch's sums;
-        ``batch_counts`` (samples per group) saves counting them again."""
+        """Add a batch's per-sample correctness (and, for ``split="valid"``, losses) to the
+        epoch's sums of that split; ``batch_counts`` (samples per group) saves counting them
+        again."""
+        heldout = _is_valid(split)
         sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
                         else (self.epoch_correct, self.epoch_count))
         correct = correct.to(sums.dtype)
@@ -139,23 +148,22 @@ class FairnessState(nn.Module):
         return correct / count.clamp(min=1), loss / count.clamp(min=1), count, seen
 
     @torch.no_grad()
-    def epoch_excess_gaps(self, *, heldout: bool = False) -> torch.Tensor:
+    def epoch_excess_gaps(self, *, split: str = "train") -> torch.Tensor:
         """``ψ_g`` of the epoch's training predictions — train mode, as the model learns — or,
-        with ``heldout=True``, of the held-out rows (eval mode, end of epoch) against the dense
-        model on the same rows. NaN for groups not seen."""
-        correct, count = self.epoch_totals(heldout=heldout)
+        with ``split="valid"``, of the held-out rows (eval mode, end of epoch) against the
+        dense model on the same rows. NaN for groups not seen."""
+        correct, count = self.epoch_totals(split=split)
         seen = count > 0
         sparse = correct / count.clamp(min=1)
-        dense = (self.heldout if heldout else self.reference).group_accuracy
-        gaps = dense - sparse
-        overall = weighted_overall(gaps, count, seen)
-        return torch.where(seen, gaps - overall, torch.full_like(gaps, float("nan")))
+        reference = self.heldout_reference if _is_valid(split) else self.reference
+        psi = excess_gaps(reference.group_accuracy - sparse, count, seen)
+        return torch.where(seen, psi, torch.full_like(psi, float("nan")))
 
     @torch.no_grad()
-    def epoch_totals(self, *, heldout: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Correct predictions and samples per group this epoch, summed over data-parallel
-        processes."""
-        if heldout:
+    def epoch_totals(self, *, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """Correct predictions and samples per group this epoch (``split`` "train" or
+        "valid"), summed over data-parallel processes."""
+        if _is_valid(split):
             return sum_over_processes(self.heldout_correct, self.heldout_count)
         return sum_over_processes(self.epoch_correct, self.epoch_count)
 
@@ -170,6 +178,13 @@ class FairnessState(nn.Module):
         for buffer in (self.epoch_correct, self.epoch_count, self.heldout_correct,
                        self.heldout_loss, self.heldout_count):
             buffer.zero_()
+
+
+def _is_valid(split: str) -> bool:
+    """Whether ``split`` names the held-out rows ("valid") rather than training ("train")."""
+    if split not in ("train", "valid"):
+        raise ValueError(f"split must be 'train' or 'valid'; got {split!r}.")
+    return split == "valid"
 
 
 def project_capped_simplex(values: torch.Tensor, cap: float) -> torch.Tensor:
@@ -208,8 +223,19 @@ def _pooled_batch_means(values: torch.Tensor, inputs: StepInputs, stats: BatchGr
     return pooled_group_means(sums, stats.counts)
 
 
-class FairnessProblem(cooper.ConstrainedMinimizationProblem):
-    """Base class: holds a :class:`FairnessState` and the tolerance."""
+class FairnessProblem:
+    """Base class: holds a :class:`FairnessState`; constrained problems own the
+    ``cooper.Constraint`` that makes the state's multipliers inequality (non-negative) or
+    equality (signed) multipliers.
+
+    Parameters
+    ----------
+    state : FairnessState
+        Multipliers, buffers and dense constants (with multipliers when constrained).
+    dual_from_heldout : bool, default=False
+        Strict violations (dual step) from the last held-out pass instead of training
+        batches (Cotter et al., 2019); the primal step still uses the training batch's proxy.
+    """
 
     constrained = True
     constraint_type = cooper.ConstraintType.INEQUALITY
@@ -219,13 +245,9 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
     #: overflow to -inf and turn 0 · (-inf) into NaN in the Lagrangian.
     max_tolerance = 1e30
 
-    def __init__(self, state: FairnessState, tolerance: float, heldout: bool = False) -> None:
-        super().__init__()
+    def __init__(self, state: FairnessState, dual_from_heldout: bool = False) -> None:
         self.state = state
-        self.tolerance = min(float(tolerance), self.max_tolerance)
-        #: dual updates from the last held-out pass instead of training batches (Cotter et
-        #: al., 2019); the primal step still uses the training batch's proxy
-        self.heldout = bool(heldout)
+        self.dual_from_heldout = bool(dual_from_heldout)
         if self.constrained:
             if state.multiplier is None:
                 raise ValueError(f"{type(self).__name__} needs a FairnessState with multipliers.")
@@ -235,23 +257,12 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
                 multiplier=state.multiplier,
             )
 
-    def compute_cmp_state(self, inputs: StepInputs) -> cooper.CMPState:
-        if not self.constrained:  # the plain mean loss: no group statistics to pay for
-            return cooper.CMPState(loss=inputs.per_sample_loss.mean())
-        stats = batch_group_stats(
-            inputs.per_sample_loss, inputs.correct, inputs.group_ids, self.state.num_groups
-        )
-        violation = self.differentiable_violation(stats)
-        strict = self.strict_violation(stats, inputs)
-        constraint_state = cooper.ConstraintState(violation=violation, strict_violation=strict)
-        return cooper.CMPState(
-            loss=stats.loss, observed_constraints={self.constraint: constraint_state}
-        )
-
-    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
-        raise NotImplementedError
+    def multipliers(self) -> list:
+        """The problem's multipliers (empty without constraints)."""
+        return [self.state.multiplier] if self.constrained else []
 
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
+        """``(G,)`` violations the multipliers ascend along (0 for untrusted groups)."""
         raise NotImplementedError
 
     def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
@@ -267,8 +278,8 @@ class FairnessProblem(cooper.ConstrainedMinimizationProblem):
         Every ``c_g`` depends on the weights only through ``L_g − L`` (the dense constants and
         ε drop out), so the Lagrangian's gradient is that of the per-sample weighted loss
         ``Σ_i w_i ℓ_i`` with ``w_i = (1 − Σ_g μ_g) / n + μ_{g_i} / n_{g_i}``: one weighting
-        and one sum in the backward pass instead of the group sums' graph (tested equal to
-        :meth:`compute_cmp_state`'s Lagrangian). ``stats`` may hold detached losses.
+        and one sum in the backward pass instead of the group sums' graph (tested equal to the
+        gradient of Cooper's primal Lagrangian). ``stats`` may hold detached losses.
         """
         # μ_{g_i} / n_{g_i} per sample; summed over the batch it is Σ_g μ_g over the groups
         # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
@@ -281,6 +292,11 @@ class NaiveFineTuning(FairnessProblem):
     """Plain fine-tuning of the pruned model (NFT): the loss, no constraint."""
 
     constrained = False
+
+    def __init__(self, state: FairnessState, tolerance: float = 0.0,
+                 dual_from_heldout: bool = False) -> None:
+        super().__init__(state, dual_from_heldout)
+        self.tolerance = min(float(tolerance), self.max_tolerance)
 
 
 class CEAGProblem(FairnessProblem):
@@ -298,17 +314,18 @@ class CEAGProblem(FairnessProblem):
     dense model, which is biased).
     """
 
-    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
-        ref = self.state.reference
-        excess = (stats.group_loss - ref.group_loss) - (stats.loss - ref.loss)
-        return torch.where(stats.present, excess - self.tolerance, torch.zeros_like(excess))
+    def __init__(self, state: FairnessState, tolerance: float,
+                 dual_from_heldout: bool = False) -> None:
+        super().__init__(state, dual_from_heldout)
+        #: ε, the bound on every ψ_g
+        self.tolerance = min(float(tolerance), self.max_tolerance)
 
     @torch.no_grad()
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         ref, buffer = self.state.reference, self.state.buffer
-        if self.heldout:
+        if self.dual_from_heldout:
             sparse, _, weights, trusted = self.state.last_heldout()
-            ref = self.state.heldout
+            ref = self.state.heldout_reference
         elif buffer is not None:
             buffer.update(inputs.group_ids, inputs.correct, stats.counts)
             sparse, trusted = _buffer_estimates(buffer)
@@ -317,28 +334,30 @@ class CEAGProblem(FairnessProblem):
             sparse, trusted, weights = _pooled_batch_means(inputs.correct, inputs, stats)
         else:
             sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
-        gaps = ref.group_accuracy - sparse
-        overall = weighted_overall(gaps, weights, trusted)
-        return torch.where(trusted, gaps - (overall + self.tolerance), 0.0)
+        psi = excess_gaps(ref.group_accuracy - sparse, weights, trusted)
+        return torch.where(trusted, psi - self.tolerance, 0.0)
 
 
 class EqualizedLossProblem(FairnessProblem):
     """Equalized loss: ``|L_g(θs) − L(θs)| <= ε_L`` for every group (ε_L = 0: the paper's EL).
 
-    The band ``ε_L`` is in loss units (``tolerance`` here). With replay buffers (of per-sample
-    losses), the dual update reads group losses from the buffers and the overall loss as their
-    training-frequency-weighted mean over ready groups.
+    The band ``ε_L`` is in loss units (``band``, the estimator's ``loss_tolerance``). With
+    replay buffers (of per-sample losses), the dual update reads group losses from the buffers
+    and the overall loss as their training-frequency-weighted mean over ready groups.
     """
 
     signed = False  # the band: |L_g − L| − ε_L <= 0
 
-    def _gap(self, group_loss: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        gap = group_loss - loss
-        return gap if self.signed else gap.abs() - self.tolerance
+    def __init__(self, state: FairnessState, band: float = 0.0,
+                 dual_from_heldout: bool = False) -> None:
+        super().__init__(state, dual_from_heldout)
+        #: ε_L, the half-width of the band around the overall loss (loss units)
+        self.band = min(float(band), self.max_tolerance)
 
-    def differentiable_violation(self, stats: BatchGroupStats) -> torch.Tensor:
-        gap = self._gap(stats.group_loss, stats.loss)
-        return torch.where(stats.present, gap, torch.zeros_like(gap))
+    def loss_gap(self, group_loss: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """The constraint of every group: ``|L_g − L| − ε_L`` (band) or ``L_g − L`` (signed)."""
+        gap = group_loss - loss
+        return gap if self.signed else gap.abs() - self.band
 
     def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
         weights = super().primal_weights(stats)
@@ -350,9 +369,9 @@ class EqualizedLossProblem(FairnessProblem):
     @torch.no_grad()
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         buffer = self.state.buffer
-        if self.heldout:
+        if self.dual_from_heldout:
             _, losses, counts, seen = self.state.last_heldout()
-            gap = self._gap(losses, weighted_overall(losses, counts, seen))
+            gap = self.loss_gap(losses, weighted_overall(losses, counts, seen))
             return torch.where(seen, gap, torch.zeros_like(gap))
         if buffer is None:
             group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
@@ -360,12 +379,12 @@ class EqualizedLossProblem(FairnessProblem):
                 group_loss, present, counts = _pooled_batch_means(
                     inputs.per_sample_loss.detach(), inputs, stats)
                 loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
-            gap = self._gap(group_loss, loss)
+            gap = self.loss_gap(group_loss, loss)
             return torch.where(present, gap, torch.zeros_like(gap))
         buffer.update(inputs.group_ids, stats.per_sample_loss, stats.counts)
         losses, trusted = _buffer_estimates(buffer)
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
-        return torch.where(trusted, self._gap(losses, overall), 0.0)
+        return torch.where(trusted, self.loss_gap(losses, overall), 0.0)
 
 
 class SignedEqualizedLossProblem(EqualizedLossProblem):
@@ -377,6 +396,6 @@ class SignedEqualizedLossProblem(EqualizedLossProblem):
     constraint_type = cooper.ConstraintType.EQUALITY
     signed = True
 
-    def __init__(self, state: FairnessState, tolerance: float = 0.0,
-                 heldout: bool = False) -> None:
-        super().__init__(state, 0.0, heldout)
+    def __init__(self, state: FairnessState, band: float = 0.0,
+                 dual_from_heldout: bool = False) -> None:
+        super().__init__(state, 0.0, dual_from_heldout)

@@ -9,8 +9,8 @@ from torch import nn
 
 from .distributed import is_distributed, sum_over_processes
 
-__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "group_counts",
-           "promoted_dot", "weighted_overall"]
+__all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "excess_gaps",
+           "group_counts", "promoted_dot", "weighted_overall"]
 
 
 def group_counts(group_ids: torch.Tensor, num_groups: int, dtype: torch.dtype) -> torch.Tensor:
@@ -102,6 +102,13 @@ def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Te
     """``Σ w_g v_g / Σ w_g`` over the groups in ``mask`` (0 when the mask is empty)."""
     w = torch.where(mask, weights, 0.0)
     return promoted_dot(w, values) / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+
+
+def excess_gaps(gaps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``ψ_g = Δ_g − Δ`` on the device, with ``Δ`` the ``weights``-weighted mean of ``gaps``
+    over the groups in ``mask`` (no host sync). The torch twin of
+    :func:`fairprune.metrics.excess_from_gaps`, which reports use (tested equal)."""
+    return gaps - weighted_overall(gaps, weights, mask)
 
 
 class DenseReference(nn.Module):

@@ -37,8 +37,8 @@ def set_dual_gradients(multiplier: torch.nn.Module, strict_violation: torch.Tens
 
     For the Lagrangian formulation the dual Lagrangian is ``Σ_g λ_g · g_g`` (``g`` the strict
     violations), whose gradient with respect to ``λ`` is ``g`` itself: writing it into
-    ``.grad`` gives what ``compute_dual_lagrangian().backward()`` gives (tested) without
-    building and differentiating an autograd graph every step.
+    ``.grad`` gives what Cooper's ``CMPState.compute_dual_lagrangian().backward()`` gives
+    (tested) without building and differentiating an autograd graph every step.
     """
     weight, grad = multiplier.weight, strict_violation
     if grad.requires_grad:
@@ -118,11 +118,11 @@ class FineTuningEngine:
         Optimizer of the multipliers (``maximize=True``); required for constrained problems.
     masks : MaskSet, optional
         Masks re-applied after every primal step.
-    max_multiplier_sum : float or None, default=1.0
+    max_multiplier_sum : float or None, default=None
         After every dual step the multipliers are projected onto
         ``{λ >= 0, Σ λ_g <= max_multiplier_sum}`` (see
         :meth:`FairnessState.bound_multipliers_`); ``None`` leaves them unbounded, as the paper
-        and :class:`~fairprune.FairPrunedClassifier` (which always passes its own value) do.
+        and :class:`~fairprune.FairPrunedClassifier` do by default.
     grad_scaler : torch.amp.GradScaler, optional
         Loss scaling of the primal step for float16 autocast. Gradients are unscaled before
         ``on_grad`` (gradient clipping sees true values); a step with inf/NaN gradients is
@@ -135,7 +135,7 @@ class FineTuningEngine:
         primal_optimizer: torch.optim.Optimizer,
         dual_optimizer: torch.optim.Optimizer | None = None,
         masks: MaskSet | None = None,
-        max_multiplier_sum: float | None = 1.0,
+        max_multiplier_sum: float | None = None,
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if problem.constrained and dual_optimizer is None:

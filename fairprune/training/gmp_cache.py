@@ -6,7 +6,8 @@ fine-tuning whatever ``method`` is. A grid search over ``tolerance`` (or ``metho
 step, ...) therefore repeats the same GMP phase in every candidate of a fold. With
 ``memory=`` set, the state at the end of GMP — sparse weights, masks, optimizer state, the GMP
 epochs' history — is stored under the directory (or ``joblib.Memory`` location), written
-atomically with a SHA-256 record that is checked on every load, keyed by everything GMP
+atomically with a SHA-256 record that is checked on every load and read with
+``torch.load(weights_only=True)`` (a planted file cannot run code), keyed by everything GMP
 depends on:
 the training data, the dense weights, and every parameter except those in
 :data:`AFTER_PRUNING`. Later epochs are seeded per epoch, so a fit that loads the phase is
@@ -15,23 +16,20 @@ identical to one that runs it (tested).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
 import torch
-from skorch.history import History
 
+from .._files import atomic_write, sha256_bytes
 from ..exceptions import GMPCacheWarning
-
 from .phases import lr_at_epoch
+from .state import capture, restore
 
 __all__ = ["AFTER_PRUNING", "cache_directory", "gmp_key", "run_or_load_gmp"]
 
@@ -81,43 +79,9 @@ def gmp_key(net, X, y, fit_params: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-_HELDOUT_SUMS = ("heldout_correct", "heldout_loss", "heldout_count")
-
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
-
-
-def _capture(net) -> dict:
-    return {
-        "module": _to_cpu(net.module_.state_dict()),
-        "masks": copy.deepcopy(net.masks_).cpu(),
-        "optimizer": _to_cpu(net.optimizer_.state_dict()),
-        "history": copy.deepcopy(net.history.to_list()),
-        # the last GMP epoch's held-out pass: held-out constraints start from it
-        "heldout": {name: _to_cpu(getattr(net.fairness_, name)) for name in _HELDOUT_SUMS},
-    }
-
-
-def _restore(net, state: dict) -> None:
-    net.module_.load_state_dict(state["module"])
-    masks = state["masks"].to(net.device)
-    masks.check_compatible(net.module_)
-    net.set_masks_(masks)
-    net.optimizer_.load_state_dict(state["optimizer"])
-    for name, value in state.get("heldout", {}).items():
-        getattr(net.fairness_, name).copy_(value)
-    rows = state["history"]
-    for row in rows:  # the only tolerance-dependent entry of a GMP epoch
-        psi = np.asarray(row.get("train_eag", []), dtype=float)
-        row["n_violated"] = int(np.nansum(psi > net.tolerance))
-    net.history = History(rows)
+#: What the cache stores of the end of the GMP phase (see :mod:`fairprune.training.state`):
+#: the last GMP epoch's held-out pass too, which held-out constraints start from.
+CACHED_PARTS = ("module", "masks", "optimizer", "history", "heldout_sums")
 
 
 def cache_directory(memory) -> Path | None:
@@ -134,39 +98,41 @@ def _warn(message: str) -> None:
 
 
 def _load_checked(path: Path) -> dict | None:
-    """The stored state, or None when absent; a file whose hash does not match its record
-    (truncated, corrupted, half-written) is reported and ignored."""
-    digest_path = path.with_suffix(".sha256")
+    """The stored state, or None when absent. An entry whose hash does not match its record
+    (truncated, corrupted, half-written), or that holds anything but tensors and plain
+    containers (``torch.load(weights_only=True)`` refuses to run code), is reported and
+    ignored."""
     if not path.exists():
         return None
     try:
         payload = path.read_bytes()
-        expected = digest_path.read_text().strip()
+        expected = path.with_suffix(".sha256").read_text().strip()
     except OSError as exc:
         _warn(f"{path} could not be read ({exc}); running the GMP phase again.")
         return None
-    if hashlib.sha256(payload).hexdigest() != expected:
+    if sha256_bytes(payload) != expected:
         _warn(f"{path} does not match its recorded hash (truncated or corrupted); running the "
               "GMP phase again.")
         return None
-    return torch.load(io.BytesIO(payload), weights_only=False)
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or set(state) != set(CACHED_PARTS):
+            raise ValueError(f"unexpected content {type(state).__name__}")
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        _warn(f"{path} is not a GMP cache entry fairprune can load safely ({type(exc).__name__}: "
+              f"{exc}); running the GMP phase again.")
+        return None
+    return state
 
 
 def _store(path: Path, state: dict) -> None:
-    """Write atomically: temporary files, fsync, rename (data first, its hash last)."""
+    """Write atomically, the entry first and its hash last (:mod:`fairprune._files`)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for target, data in ((path, payload),
-                             (path.with_suffix(".sha256"),
-                              hashlib.sha256(payload).hexdigest().encode())):
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, target)
+        atomic_write(path, payload)
+        atomic_write(path.with_suffix(".sha256"), sha256_bytes(payload).encode())
     except OSError as exc:
         _warn(f"could not write to {path.parent} ({exc}); continuing without caching.")
 
@@ -190,10 +156,10 @@ def run_or_load_gmp(net, X, y, fit_params: dict) -> None:
     path = None if key is None else directory / "fairprune_gmp" / f"{key}.gmp.pt"
     state = None if path is None else _load_checked(path)
     if state is not None:
-        _restore(net, state)
+        restore(net, state)
         if net.verbose:
             print(f"GMP phase ({net.pruning_epochs} epochs) loaded from the cache in {path.parent}")
         return
     net.run_epochs(X, y, net.pruning_epochs, fit_params)
     if path is not None:
-        _store(path, _capture(net))
+        _store(path, capture(net, CACHED_PARTS, device="cpu"))

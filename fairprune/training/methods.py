@@ -59,11 +59,11 @@ def make_problem(phase: str, state: FairnessState, *, tolerance: float,
                  constraint_data: str = "train") -> FairnessProblem:
     """The problem the training step drives in ``phase`` (``"gmp"`` or a method name);
     ``constraint_data="heldout"`` feeds the dual updates from the held-out split."""
-    heldout = constraint_data == "heldout"
+    from_heldout = constraint_data == "heldout"
     if phase in (GMP, "nft"):
         return NaiveFineTuning(state, tolerance)
     if phase == "ceag":
-        return CEAGProblem(state, tolerance, heldout)
+        return CEAGProblem(state, tolerance, dual_from_heldout=from_heldout)
     if loss_constraint == "equality":
-        return SignedEqualizedLossProblem(state, heldout=heldout)
-    return EqualizedLossProblem(state, loss_tolerance, heldout)
+        return SignedEqualizedLossProblem(state, dual_from_heldout=from_heldout)
+    return EqualizedLossProblem(state, band=loss_tolerance, dual_from_heldout=from_heldout)

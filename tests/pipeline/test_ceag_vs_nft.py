@@ -51,7 +51,7 @@ def test_ceag_meets_tolerance_with_comparable_accuracy(fitted, digits):
 def test_multipliers_of_satisfied_constraints_end_at_zero(fitted):
     ceag = fitted["ceag"]
     constrained = [row for row in ceag.history if row["phase"] == "ceag"]
-    psi = np.array([row["train_eag"] for row in constrained])  # epochs x groups
+    psi = np.array([row["train_excess_accuracy_gap"] for row in constrained])  # epochs x groups
     always_satisfied = np.all(psi <= 0.0, axis=0)
     assert always_satisfied.any()
     assert np.all(ceag.multipliers_.to_numpy()[always_satisfied] == 0.0)
