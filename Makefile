@@ -36,11 +36,11 @@ docs: $(VENV)/.installed-docs
 	@echo "docs built: docs/_build/html/index.html"
 
 reproduce: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/reproduce.py
+	$(BIN)/python experiments/reproduce.py
 
 # the paper's UTKFace settings at CPU scale (about 60 minutes on 2 cores); needs ../shared/data
 reproduce-faces: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/reproduce_faces.py
+	$(BIN)/python experiments/reproduce_faces.py
 
 # about 20 minutes on 2 cores; each script prints its ratios and writes benchmarks/results/*.json
 bench: $(VENV)/.installed

@@ -28,7 +28,7 @@ from _timing import write_json
 from fairprune import FairPrunedClassifier
 from fairprune.datasets import load_digits_groups
 from fairprune.groups import by_target
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 from fairprune.scorers import neg_max_excess_accuracy_gap_scorer
 
 SCHEDULES = {"gmp_heavy": dict(pruning_epochs=10, max_epochs=5),

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.datasets import adult_preprocessor, load_adult
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"
 METHODS = {"NFT": dict(method="nft"), "EL": dict(method="equalized_loss", replay_buffer_size=0),

@@ -25,7 +25,7 @@ from skorch.callbacks import ProgressBar
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import adult_preprocessor, load_adult, load_digits_groups, load_utkface
-from fairprune.models import make_digits_cnn, make_image_cnn, make_mlp, train_classifier
+from fairprune.datasets.models import make_digits_cnn, make_image_cnn, make_mlp, train_classifier
 
 
 def load(data: str | None, quick: bool):

@@ -18,7 +18,7 @@ from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.datasets import load_digits_groups
 from fairprune.groups import by_target
 from fairprune.model_selection import best_feasible
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 from fairprune.scorers import neg_max_excess_accuracy_gap_scorer, neg_pairwise_disparity_scorer
 
 

@@ -12,7 +12,7 @@ import torch
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import load_digits_groups
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 
 
 def main(quick: bool = False, out: str = "many_groups.png") -> None:

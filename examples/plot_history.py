@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning  # noqa: E402
 from fairprune.datasets import load_digits_groups  # noqa: E402
-from fairprune.models import make_mlp, train_classifier  # noqa: E402
+from fairprune.datasets.models import make_mlp, train_classifier  # noqa: E402
 
 
 def main(quick: bool = False, out: str = "ceag_dynamics.png") -> None:

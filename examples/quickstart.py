@@ -9,7 +9,7 @@ import torch
 
 from fairprune import FairPrunedClassifier
 from fairprune.datasets import load_digits_groups
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 
 
 def main(quick: bool = False) -> None:

@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.datasets import load_utkface
-from fairprune.models import make_image_cnn, train_classifier
+from fairprune.datasets.models import make_image_cnn, train_classifier
 
 
 def main(folder: str, quick: bool = False) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .estimator import FairPrunedClassifier
 from .exceptions import FairnessToleranceWarning, GMPCacheWarning
-from .paper import paper_defaults
+from .datasets.paper import paper_defaults
 from .report import disparity_report, plot_disparity, plot_history
 
 try:

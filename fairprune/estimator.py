@@ -27,10 +27,10 @@ from ._validation import (InvalidParameterError, check_features, check_parameter
                           check_targets, describe, n_samples)
 from .callbacks import default_callbacks
 from .constraints import FairnessState
-from .exceptions import FairnessToleranceWarning
+from .exceptions import FairnessToleranceWarning, SmallGroupWarning
 from .groups import (GroupEncoder, drop_group_columns, either_labels, is_packed, pack_groups,
                      resolve_groups, unpack_groups)
-from .paper import paper_defaults
+from .datasets.paper import paper_defaults
 from .pruning import MaskSet, export_module, prunable_layers, sparsity_table
 from .report import disparity_report
 from .training.engine import FineTuningEngine
@@ -587,7 +587,9 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.restore_invariants_()
         dataset_train, _ = self.get_split_datasets(packed, y)
         y_true, dense, sparse, codes = predicted_classes(self, dataset_train)
-        report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
+        with warnings.catch_warnings():  # small groups: said by the user's own reports
+            warnings.simplefilter("ignore", SmallGroupWarning)
+            report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
         self.train_report_ = report
         worst = report.attrs["max_excess_accuracy_gap"]
         if self.method != "ceag" or worst <= self.tolerance:
@@ -738,7 +740,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
     # =====================================================================================
     # Reports and fitted attributes
     # =====================================================================================
-    def disparity_report(self, X, y, groups=None, sensitive_features=None) -> pd.DataFrame:
+    def disparity_report(self, X, y, groups=None, sensitive_features=None, *, n_boot=0,
+                         ci=0.95, random_state=None) -> pd.DataFrame:
         """Per-group accuracy of the dense and sparse models on ``(X, y)``.
 
         Parameters
@@ -746,6 +749,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         X, y : inputs and true class indices (train or test data).
         groups, sensitive_features : array-like, optional
             Group labels under either name; defaults to the locator.
+        n_boot, ci, random_state
+            Paired, group-stratified bootstrap intervals, as in
+            :func:`fairprune.report.disparity_report` (``n_boot=1000`` for a report on unseen
+            data you act on).
 
         Returns
         -------
@@ -759,7 +766,9 @@ class FairPrunedClassifier(NeuralNetClassifier):
             raise ValueError("disparity_report needs group labels: pass sensitive_features=... "
                              "(or groups=...) or set a locator.")
         y = check_targets(y, self.n_classes_, len(labels))
-        report = disparity_report(y, self.predict_dense(X), self.predict(X), labels, self.tolerance)
+        report = disparity_report(y, self.predict_dense(X), self.predict(X), labels,
+                                  self.tolerance, n_boot=n_boot, ci=ci,
+                                  random_state=random_state)
         known = set(self.groups_.tolist())
         report["seen_in_fit"] = [g in known for g in report["group"]]
         return report

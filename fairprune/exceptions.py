@@ -1,6 +1,6 @@
 """Warnings and errors of fairprune."""
 
-__all__ = ["FairnessToleranceWarning", "GMPCacheWarning"]
+__all__ = ["FairnessToleranceWarning", "GMPCacheWarning", "SmallGroupWarning"]
 
 
 class FairnessToleranceWarning(UserWarning):
@@ -17,3 +17,9 @@ class GMPCacheWarning(UserWarning):
     A corrupted or truncated entry, a folder that cannot be written, or parameters that cannot
     be hashed into a key: the fit runs the GMP phase itself and the results are unaffected.
     """
+
+
+class SmallGroupWarning(UserWarning):
+    """A report holds groups with fewer rows than
+    :data:`fairprune.intervals.MIN_GROUP_SIZE`: their figures are noisy and their intervals
+    do not reach their nominal coverage."""

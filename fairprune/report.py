@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._validation import check_tolerance
-from .metrics import (checked_predictions, correct, disparity_of_excess, excess_from_gaps,
-                      per_group_mean)
+from ._validation import InvalidParameterError, check_tolerance
+from .exceptions import SmallGroupWarning
+from .intervals import (MIN_GROUP_SIZE, bootstrap_category_counts, category_counts,
+                        percentile_interval, row_categories, statistics_of_counts)
+from .metrics import checked_predictions
 
 __all__ = [
     "RATE_COLUMNS",
@@ -30,6 +34,7 @@ REPORT_COLUMNS = [
     "accuracy_gap",
     "excess_accuracy_gap",
     "violates",
+    "small_group",
 ]
 #: The summary of the table, repeated on every row so that it survives ``to_csv`` and
 #: ``to_parquet`` (it is also on ``report.attrs``).
@@ -37,25 +42,6 @@ SUMMARY_COLUMNS = ["overall_gap", "pairwise_disparity", "max_excess_accuracy_gap
 #: Binary targets only: true and false positive rates and selection rate of both models.
 RATE_COLUMNS = [f"{model}_{rate}" for rate in ("tpr", "fpr", "selection_rate")
                 for model in ("dense", "sparse")]
-
-
-def _binary_rates(y_true, dense, sparse, codes, n_groups, pos_label) -> dict:
-    """Per-group TPR, FPR and selection rate of both models (NaN where undefined)."""
-    positive, negative = y_true == pos_label, y_true != pos_label
-    counts_pos = np.bincount(codes, weights=positive, minlength=n_groups)
-    counts_neg = np.bincount(codes, weights=negative, minlength=n_groups)
-    sizes = np.bincount(codes, minlength=n_groups)
-    rates = {}
-    for model, pred in (("dense", dense), ("sparse", sparse)):
-        selected = pred == pos_label
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rates[f"{model}_tpr"] = np.bincount(
-                codes, weights=selected & positive, minlength=n_groups) / counts_pos
-            rates[f"{model}_fpr"] = np.bincount(
-                codes, weights=selected & negative, minlength=n_groups) / counts_neg
-            rates[f"{model}_selection_rate"] = np.bincount(
-                codes, weights=selected, minlength=n_groups) / sizes
-    return {name: rates[name] for name in RATE_COLUMNS}
 
 
 def _positive_label(y_true, dense, sparse, pos_label):
@@ -74,6 +60,10 @@ def disparity_report(
     groups: Any,
     tolerance: float | None = None,
     pos_label: Any = None,
+    *,
+    n_boot: int = 0,
+    ci: float = 0.95,
+    random_state: Any = None,
 ) -> pd.DataFrame:
     """Per-group accuracy of the dense and sparse models and the disparity of pruning.
 
@@ -86,6 +76,14 @@ def disparity_report(
     pos_label : optional
         Positive class of a binary target. By default 1 when every label is 0 or 1; the
         rate columns are left out for other targets unless it is given.
+    n_boot : int, default=0
+        Bootstrap resamples for intervals (0: none). The bootstrap is paired (one resample
+        serves both models) and stratified by group (rows resampled within each group), see
+        :mod:`fairprune.intervals`; 1,000 is a good default for a report you act on.
+    ci : float, default=0.95
+        Level of the percentile intervals, in (0, 1).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the resampling: the same seed gives the same intervals.
 
     Returns
     -------
@@ -95,9 +93,15 @@ def disparity_report(
         ``<NA>`` without a tolerance); then the summary on every row (:data:`SUMMARY_COLUMNS`:
         Δ, Ψ_PW, max ψ_g, ε), so that it survives ``to_csv``; for binary targets the true and
         false positive rates and selection rates of both models (:data:`RATE_COLUMNS`, NaN
-        where a group has no positive or no negative sample). ``report.attrs`` holds
-        ``overall_gap``, ``pairwise_disparity``, ``max_excess_accuracy_gap``,
-        ``dense_accuracy``, ``sparse_accuracy``, ``tolerance`` and ``n_violating``.
+        where a group has no positive or no negative sample); ``small_group`` (fewer rows than
+        :data:`fairprune.intervals.MIN_GROUP_SIZE`: a :class:`SmallGroupWarning` names them).
+        With ``n_boot > 0``, ``<column>_ci_low`` and ``<column>_ci_high`` for the gaps and
+        the rates, and ``verdict``: ``"violates"`` (the interval of ψ_g lies above ε),
+        ``"within"`` (at or below ε) or ``"undecided"`` (``<NA>`` without a tolerance).
+        ``report.attrs`` holds ``overall_gap``, ``pairwise_disparity``,
+        ``max_excess_accuracy_gap``, ``dense_accuracy``, ``sparse_accuracy``, ``tolerance``
+        and ``n_violating``; with intervals also ``max_excess_accuracy_gap_ci`` and
+        ``pairwise_disparity_ci`` as ``(low, high)``, ``n_boot`` and ``ci``.
 
     Examples
     --------
@@ -111,17 +115,17 @@ def disparity_report(
     (0.5, 0.25)
     """
     tolerance = check_tolerance(tolerance, owner="disparity_report")
+    n_boot, ci, rng = _check_bootstrap(n_boot, ci, random_state)
     y_true, dense, sparse, labels, codes = checked_predictions(
         y_true, y_pred_dense, y_pred_sparse, groups)
     n_groups = len(labels)
-    n = np.bincount(codes, minlength=n_groups)
-    dense_ok, sparse_ok = correct(y_true, dense), correct(y_true, sparse)
-    dense_acc = per_group_mean(dense_ok, codes, n_groups)
-    sparse_acc = per_group_mean(sparse_ok, codes, n_groups)
-    gaps = dense_acc - sparse_acc
-    excess = excess_from_gaps(gaps, n)
-    overall = float(dense_ok.mean() - sparse_ok.mean())
-    max_excess, pairwise = disparity_of_excess(excess)
+    pos_label = _positive_label(y_true, dense, sparse, pos_label)
+    binary = pos_label is not None
+    categories, n_categories = row_categories(y_true, dense, sparse, pos_label)
+    counts = category_counts(categories, codes, n_groups, n_categories)
+    stats = statistics_of_counts(counts, binary)
+    n = counts.sum(axis=1)
+    excess = stats["excess_accuracy_gap"]
     if tolerance is None:
         violates = pd.array([pd.NA] * n_groups, dtype="boolean")
     else:
@@ -130,38 +134,95 @@ def disparity_report(
         {
             "group": pd.Series(list(labels), dtype=object),
             "n": n,
-            "dense_accuracy": dense_acc,
-            "sparse_accuracy": sparse_acc,
-            "accuracy_gap": gaps,
+            "dense_accuracy": stats["dense_accuracy"],
+            "sparse_accuracy": stats["sparse_accuracy"],
+            "accuracy_gap": stats["accuracy_gap"],
             "excess_accuracy_gap": excess,
             "violates": violates,
-            "overall_gap": overall,
-            "pairwise_disparity": pairwise,
-            "max_excess_accuracy_gap": max_excess,
+            "small_group": n < MIN_GROUP_SIZE,
+            "overall_gap": float(stats["overall_gap"]),
+            "pairwise_disparity": stats["pairwise_disparity"],
+            "max_excess_accuracy_gap": stats["max_excess_accuracy_gap"],
             "tolerance": np.nan if tolerance is None else tolerance,
         }
     )
-    pos_label = _positive_label(y_true, dense, sparse, pos_label)
-    if pos_label is not None:
-        for name, values in _binary_rates(y_true, dense, sparse, codes, n_groups,
-                                          pos_label).items():
-            report[name] = values
+    if binary:
+        for name in RATE_COLUMNS:
+            report[name] = stats[name]
     report.attrs.update(
         {
-            "overall_gap": overall,
-            "pairwise_disparity": pairwise,
-            "max_excess_accuracy_gap": max_excess,
-            "dense_accuracy": float(dense_ok.mean()),
-            "sparse_accuracy": float(sparse_ok.mean()),
+            "overall_gap": float(stats["overall_gap"]),
+            "pairwise_disparity": stats["pairwise_disparity"],
+            "max_excess_accuracy_gap": stats["max_excess_accuracy_gap"],
+            "dense_accuracy": float(counts.sum(axis=0) @ _right(n_categories, binary, "dense")
+                                    / max(n.sum(), 1)),
+            "sparse_accuracy": float(counts.sum(axis=0) @ _right(n_categories, binary, "sparse")
+                                     / max(n.sum(), 1)),
             "tolerance": tolerance,
             "n_violating": None if tolerance is None else int((excess > tolerance).sum()),
         }
     )
+    if n_boot:
+        _add_intervals(report, counts, binary, n_boot, ci, rng, tolerance)
+    small = report.loc[report["small_group"], "group"].tolist()
+    if small:
+        warnings.warn(
+            f"{len(small)} group(s) have fewer than {MIN_GROUP_SIZE} rows: {small[:10]}"
+            f"{' ...' if len(small) > 10 else ''}. Their accuracies move by several points "
+            "from one sample of rows to another; read them with intervals (n_boot=1000) and "
+            "with care.", SmallGroupWarning, stacklevel=2)
     return report
 
 
+def _right(n_categories: int, binary: bool, model: str) -> np.ndarray:
+    """Which categories of :func:`fairprune.intervals.row_categories` a model gets right."""
+    code = np.arange(n_categories) // 8 if binary else np.arange(n_categories)
+    return (code // 2 == 1 if model == "dense" else code % 2 == 1).astype(np.float64)
+
+
+def _check_bootstrap(n_boot, ci, random_state):
+    """The bootstrap's arguments, checked: ``(n_boot, ci, generator)``."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 0:
+        raise InvalidParameterError(
+            f"The 'n_boot' parameter of disparity_report must be an int >= 0 (0: no "
+            f"intervals). Got {n_boot!r} instead.")
+    if isinstance(ci, bool) or not isinstance(ci, numbers.Real) or not 0 < ci < 1:
+        raise InvalidParameterError(
+            f"The 'ci' parameter of disparity_report must be a float in (0, 1), e.g. 0.95. "
+            f"Got {ci!r} instead.")
+    if random_state is not None and not isinstance(random_state, (numbers.Integral,
+                                                                   np.random.Generator)):
+        raise InvalidParameterError(
+            "The 'random_state' parameter of disparity_report must be None, an int or a "
+            f"numpy.random.Generator. Got {random_state!r} instead.")
+    return int(n_boot), float(ci), np.random.default_rng(random_state)
+
+
+def _add_intervals(report: pd.DataFrame, counts: np.ndarray, binary: bool, n_boot: int,
+                   ci: float, rng: np.random.Generator, tolerance: float | None) -> None:
+    """Interval columns, the verdict and the summary intervals, from ``n_boot`` paired,
+    group-stratified resamples (:mod:`fairprune.intervals`)."""
+    replicates = statistics_of_counts(bootstrap_category_counts(counts, n_boot, rng), binary)
+    for name in ["accuracy_gap", "excess_accuracy_gap", *(RATE_COLUMNS if binary else [])]:
+        low, high = percentile_interval(replicates[name], ci)
+        report[f"{name}_ci_low"], report[f"{name}_ci_high"] = low, high
+    if tolerance is None:
+        report["verdict"] = pd.array([pd.NA] * len(report), dtype="string")
+    else:
+        low, high = report["excess_accuracy_gap_ci_low"], report["excess_accuracy_gap_ci_high"]
+        verdict = np.where(low > tolerance, "violates",
+                           np.where(high <= tolerance, "within", "undecided"))
+        report["verdict"] = pd.array(verdict, dtype="string")
+    for name in ("max_excess_accuracy_gap", "pairwise_disparity"):
+        low, high = percentile_interval(replicates[name], ci)
+        report.attrs[f"{name}_ci"] = (float(low), float(high))
+    report.attrs.update(n_boot=n_boot, ci=ci)
+
+
 def metric_frames(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any,
-                  sensitive_features: Any, metrics: Mapping | None = None) -> dict:
+                  sensitive_features: Any, metrics: Mapping | None = None, *,
+                  n_boot: int | None = None, ci_quantiles: list[float] | None = None,
+                  random_state: Any = None) -> dict:
     """fairlearn ``MetricFrame`` objects of the dense and the sparse model.
 
     A bridge to fairlearn's toolbox (``.by_group``, ``.difference()``, ``.ratio()`` ...)
@@ -175,6 +236,11 @@ def metric_frames(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any,
     metrics : mapping of str to callable, optional
         fairlearn-style metrics ``f(y_true, y_pred)``. Default: accuracy, and for binary
         targets (labels 0 and 1) also true and false positive rates and selection rate.
+    n_boot, ci_quantiles, random_state : optional
+        Passed to fairlearn's ``MetricFrame`` for its bootstrap intervals (``by_group_ci``,
+        ``difference_ci()`` ...): plain row resampling, unpaired across the two frames; the
+        report's own intervals (:func:`disparity_report` with ``n_boot``) are paired and
+        stratified by group.
 
     Returns
     -------
@@ -196,8 +262,10 @@ def metric_frames(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any,
         if _positive_label(y_true, dense, sparse, None) is not None:
             metrics.update(tpr=fl.true_positive_rate, fpr=fl.false_positive_rate,
                            selection_rate=fl.selection_rate)
+    bootstrap = {} if not n_boot else {"n_boot": n_boot, "ci_quantiles": ci_quantiles or
+                                       [0.025, 0.975], "random_state": random_state}
     return {model: fl.MetricFrame(metrics=dict(metrics), y_true=y_true, y_pred=pred,
-                                  sensitive_features=groups)
+                                  sensitive_features=groups, **bootstrap)
             for model, pred in (("dense", dense), ("sparse", sparse))}
 
 

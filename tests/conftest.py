@@ -13,7 +13,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 
 matplotlib.use("Agg")
 

@@ -56,6 +56,21 @@ def test_constraints_and_pruning_are_independent_layers():
                     f"{package}/{path.name} imports {module}")
 
 
+def test_the_core_imports_nothing_of_the_paper_support_but_its_settings():
+    """``fairprune.datasets`` (loaders, models, the paper's settings) sits apart from the
+    core: only ``paper_defaults`` is imported from it."""
+    found = [f"{path.relative_to(PACKAGE)}: {module}"
+             for path in _modules() if "datasets" not in path.relative_to(PACKAGE).parts
+             for module, _ in _imports(path)
+             if "datasets" in module.split(".") and module.lstrip(".") != "datasets.paper"
+             and not module.startswith(("sklearn", "torchvision"))]
+    assert found == []
+
+
+def test_groups_module_knows_nothing_of_torch():
+    assert not [m for m, _ in _imports(PACKAGE / "groups.py") if m.split(".")[0] == "torch"]
+
+
 def test_the_estimator_class_lives_in_one_module():
     """No base class of fairprune's own between FairPrunedClassifier and skorch: its
     methods and fitted attributes are in estimator.py."""

@@ -53,20 +53,3 @@ def test_benchmark_script_runs_and_writes_json(tmp_path, script, args, output):
     if script == "gmp_cache_gridsearch.py":
         (row,) = payload["rows"]
         assert row["identical_scores"] and row["gmp_phases_run"] == 3
-
-
-def test_heldout_study_smoke_form(tmp_path):
-    """The held-out study's smoke form: every method runs on an Adult subset (when present)."""
-    stdout = run("heldout_study.py", ["--quick", "--out", str(tmp_path)], tmp_path)
-    adult = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult" / "adult.data"
-    if not adult.exists():
-        assert "skipping UCI Adult" in stdout
-        return
-    rows = json.loads((tmp_path / "heldout_study.json").read_text())
-    assert {row["method"] for row in rows} == {
-        "NFT", "CEAG", "CEAG + held-out", "CEAG + held-out, Σλ ≤ 1",
-        "CEAG + held-out, dual step × 0.1", "CEAG + selection", "CEAG + both"}
-    assert {row["setting"] for row in rows} == {"adult race x sex, 99%",
-                                                "adult native-country, 99%"}
-    assert "| adult race x sex, 99%" in (tmp_path / "heldout_study.md").read_text()
-    assert (tmp_path / "heldout_study.png").stat().st_size > 0

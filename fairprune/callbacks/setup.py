@@ -15,7 +15,7 @@ from ..groups import FEATURES_KEY
 from ..pruning import MaskSet, prunable_layers
 from ..training.engine import make_dual_optimizer
 from ..training.evaluation import per_sample_evaluation
-from ..training.methods import auto_dual_lr, make_fairness_state
+from ..training.methods import auto_dual_lr, is_constrained, make_fairness_state
 from ..training.precision import make_grad_scaler
 
 __all__ = ["FairnessSetup"]
@@ -52,7 +52,7 @@ class FairnessSetup(Callback):
         steps_per_epoch = max(1, math.ceil(len(dataset_train) / net.batch_size))
         net.dual_lr_ = auto_dual_lr(net.dual_lr, net.method, n_groups, steps_per_epoch,
                                     net.max_epochs)
-        if state.multiplier is not None:
+        if is_constrained(net.method):
             net.set_dual_optimizer_(make_dual_optimizer(
                 net.dual_optimizer, state.multiplier.parameters(), net.dual_lr_))
 

@@ -162,7 +162,7 @@ class FineTuningEngine:
         problem = self.problem
         detached_loss = per_sample_loss.detach()
         batch_counts = None
-        if self.dual_optimizer is None:  # NFT: the plain mean loss, no group statistics
+        if not problem.constrained:  # NFT: the plain mean loss, no group statistics
             objective = per_sample_loss.mean()
         else:
             # group sums of detached losses for the dual update; the primal objective weights

@@ -10,11 +10,11 @@ Splits are fixed and seeded (random_state=0), stratified by target and group
 model's initialisation and the fine-tuning shuffles. Tolerance: eps = 0.02 on digits, and
 the paper's UTKFace value eps = 0.01 on Adult, whose pruning disparities are small.
 
-    python benchmarks/reproduce.py                  # full run (about 10 min on 2 cores)
-    python benchmarks/reproduce.py --quick          # smoke form (seconds): tiny schedules and
+    python experiments/reproduce.py                  # full run (about 10 min on 2 cores)
+    python experiments/reproduce.py --quick          # smoke form (seconds): tiny schedules and
                                                     # subsets; checks the pipeline, not results
 
-The paper's face settings (UTKFace) are in ``benchmarks/reproduce_faces.py``.
+The paper's face settings (UTKFace) are in ``experiments/reproduce_faces.py``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import adult_preprocessor, load_adult, load_digits_groups
-from fairprune.models import make_image_cnn, make_mlp, train_classifier
+from fairprune.datasets.models import make_image_cnn, make_mlp, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
 import _tables as tables  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
@@ -172,7 +172,7 @@ def write_outputs(results: pd.DataFrame, reports: dict, out: Path, quick: bool) 
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "reproduction.csv", index=False)
     table = summary_table(results)
-    command = "python benchmarks/reproduce.py" + (" --quick" if quick else "")
+    command = "python experiments/reproduce.py" + (" --quick" if quick else "")
     header = (f"Produced by `{command}` on {dt.date.today().isoformat()} "
               f"(torch {torch.__version__}, {torch.get_num_threads()} CPU threads). "
               f"Mean ± std over seeds {sorted(results['seed'].unique().tolist())}; "
@@ -212,7 +212,7 @@ def write_outputs(results: pd.DataFrame, reports: dict, out: Path, quick: bool) 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced CI form")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args(argv)
     run(args.quick, args.out)
 

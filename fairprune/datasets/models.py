@@ -77,7 +77,7 @@ def make_face_cnn(n_classes: int, width: int = 32, flip: bool = True) -> nn.Sequ
 
     Four 3x3 conv blocks (``width``, ``2·width``, ``4·width``, ``4·width`` channels; the
     first three followed by 2x2 max pooling), global average pooling and a linear classifier;
-    with ``flip=True`` a :class:`~fairprune.transforms.RandomHorizontalFlip` comes first
+    with ``flip=True`` a :class:`~fairprune.datasets.transforms.RandomHorizontalFlip` comes first
     (training only). It stands in for the paper's ImageNet-pretrained MobileNetV2 at 200 px,
     which needs a GPU (:func:`make_mobilenet_v2`): trained from scratch it fits the training
     images almost perfectly, as the paper's dense model does, so pruning's disparate impact on
@@ -116,7 +116,7 @@ def make_mobilenet_v2(
         A local ``state_dict`` file (e.g. torchvision's ImageNet weights, downloaded once by
         you); its classifier is replaced by a fresh ``n_classes`` one. Nothing is downloaded.
     flip : bool, default=True
-        Prepend a training-only :class:`~fairprune.transforms.RandomHorizontalFlip`.
+        Prepend a training-only :class:`~fairprune.datasets.transforms.RandomHorizontalFlip`.
 
     Returns
     -------

@@ -10,7 +10,7 @@ features. The script sets it beside CEAG's accuracy, with the default learning-r
 rate), on the setting of ``reproduce_faces.py`` (12,000 images, 32 px, 3 GMP + 6 fine-tuning
 epochs, race / race, 90%), seeds 0-2.
 
-    python benchmarks/faces_bias_bound.py     # about 5 minutes on 2 cores with a warm cache
+    python experiments/faces_bias_bound.py     # about 5 minutes on 2 cores with a warm cache
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main(seeds=(0, 1, 2)) -> None:
             print(row, flush=True)
     table = pd.DataFrame(rows)
     mean = table.groupby("lr_milestones", sort=False).mean(numeric_only=True).drop(columns="seed")
-    text = (f"Produced by `python benchmarks/faces_bias_bound.py` in "
+    text = (f"Produced by `python experiments/faces_bias_bound.py` in "
             f"{(time.perf_counter() - start) / 60:.1f} min (seeds {list(seeds)}; race / race, "
             f"90%, 3 GMP + 6 fine-tuning epochs; training data, eval mode; mean over seeds).\n\n"
             + mean.round(3).reset_index().to_markdown(index=False) + "\n")

@@ -131,7 +131,7 @@ def test_estimator_training_step_has_no_host_sync(digits, digits_dense, precisio
     """The estimator's whole step (not only the engine) under the sync-detecting stub: every
     tensor-to-host conversion raises. The group-id range check reads values on CPU only (it
     is skipped for device tensors), so it is switched off to see the step as on a GPU."""
-    from test_host_sync import forbid_host_sync
+    from support import forbid_host_sync
 
     from fairprune.groups import pack_groups
 

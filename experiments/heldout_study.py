@@ -16,8 +16,8 @@ estimates (``constraint_data="heldout"``), "+ Σλ ≤ 1" also bounds the multip
 multipliers, "CEAG + selection" keeps the most accurate epoch whose held-out
 max psi_g meets eps (``epoch_selection="fair"``). Test data never enters a fit.
 
-    python benchmarks/heldout_study.py          # about 40 minutes on 2 cores
-    python benchmarks/heldout_study.py --quick  # smoke form: an Adult subset, tiny schedules
+    python experiments/heldout_study.py          # about 40 minutes on 2 cores
+    python experiments/heldout_study.py --quick  # smoke form: an Adult subset, tiny schedules
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from skorch.dataset import ValidSplit
 from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
 import _tables as tables  # noqa: E402
 import reproduce_faces as faces  # noqa: E402
 
 from fairprune import FairPrunedClassifier  # noqa: E402
 from fairprune.datasets import adult_preprocessor, load_adult  # noqa: E402
-from fairprune.models import make_mlp, train_classifier  # noqa: E402
+from fairprune.datasets.models import make_mlp, train_classifier  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
 EPS = 0.01
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
     table = tables.summary_table(results, ["setting", "sparsity", "method"], metrics,
                                  list(METHODS))
     minutes = (time.perf_counter() - start) / 60
-    header = (f"Produced by `python benchmarks/heldout_study.py` in {minutes:.1f} min "
+    header = (f"Produced by `python experiments/heldout_study.py` in {minutes:.1f} min "
               f"({torch.get_num_threads()} CPU threads); eps = {EPS}; mean ± std over seeds "
               "0-2; fractions. `train_max_psi` is on the 80% of the training split the weights "
               "trained on.\n\n")

@@ -15,7 +15,7 @@ from fairprune.constraints import (
 )
 from fairprune.training import FineTuningEngine, make_dual_optimizer
 from reference_lagrangian import cmp_state, constraint_state
-from test_host_sync import forbid_host_sync
+from support import forbid_host_sync
 
 
 def reference_state(num_groups=3, buffer_size=0, constrained=True):

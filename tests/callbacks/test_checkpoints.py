@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from skorch.callbacks import LoadInitState
-from test_reliability import InterruptAt
+from support import InterruptAt
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.callbacks import CheckpointError, fair_checkpoint

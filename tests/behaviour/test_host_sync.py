@@ -11,54 +11,15 @@ estimator's step also runs under ``torch.cuda.set_sync_debug_mode("error")``
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 import fairprune.training.engine as engine_module
+from support import SyncCounter, forbid_host_sync
 from fairprune.constraints import CEAGProblem, EqualizedLossProblem, FairnessState, NaiveFineTuning
 from fairprune.pruning import MaskSet, magnitude_masks, prunable_layers
 from fairprune.training import FineTuningEngine, make_dual_optimizer
-
-#: torch functions and methods that make the host wait for the device
-SYNCING = {
-    "item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__",
-    "nonzero", "argwhere", "bincount", "unique", "unique_consecutive", "masked_select",
-    "repeat_interleave", "histc",
-}
-
-
-class SyncCounter(TorchFunctionMode):
-    """Records the calls of a block that would synchronise a GPU with the host."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", str(func))
-        if name in SYNCING:
-            self.calls.append(name)
-        elif name in ("__getitem__", "__setitem__") and _has_bool_mask(args[1:2]):
-            self.calls.append(f"{name}[bool mask]")
-        return func(*args, **(kwargs or {}))
-
-
-@contextlib.contextmanager
-def forbid_host_sync():
-    """Fail if the block makes any call that would synchronise a GPU with the host."""
-    with SyncCounter() as counter:
-        yield counter
-    assert counter.calls == [], f"host synchronisation in the training step: {counter.calls}"
-
-
-def _has_bool_mask(index) -> bool:
-    items = index[0] if index and isinstance(index[0], tuple) else index
-    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
-
 
 def test_the_counter_sees_what_syncs():
     x = torch.arange(6.0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fairprune.models import make_mlp, train_classifier
+from fairprune.datasets.models import make_mlp, train_classifier
 
 
 def adam_loop(module, X, y, epochs, lr, batch_size, cosine):

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ._files import atomic_writer
+from .._files import atomic_writer
 
 __all__ = ["fetch_file"]
 

@@ -10,6 +10,7 @@ import torch
 from skorch.callbacks import Callback
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
+from support import InterruptAt
 
 
 class PoisonAt(Callback):
@@ -27,15 +28,6 @@ class PoisonAt(Callback):
             with torch.no_grad():
                 for p in net.module_.parameters():
                     p.fill_(float("nan"))
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, net, **kwargs):
-        if len(net.history) == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_last_good_weights(digits, digits_dense):

@@ -1,5 +1,5 @@
-"""Loaders for real data: bundled digits (no files needed), UCI Adult (from a file, or fetched
-once into the data home) and UTKFace."""
+"""Loaders for tabular data: bundled digits (no files needed) and UCI Adult (from a file, or
+fetched once into the data home)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .fetch import fetch_file
-from .utkface import UTKFACE_AGE_BUCKETS, UTKFACE_GENDERS, UTKFACE_RACES, get_data_home, load_utkface
+from .utkface import get_data_home
 
 __all__ = [
     "ADULT_CATEGORIES",
@@ -18,12 +18,8 @@ __all__ = [
     "ADULT_UNKNOWN_GROUP",
     "adult_preprocessor",
     "fetch_adult",
-    "UTKFACE_AGE_BUCKETS",
-    "UTKFACE_GENDERS",
-    "UTKFACE_RACES",
     "load_adult",
     "load_digits_groups",
-    "load_utkface",
 ]
 
 ADULT_COLUMNS = [
@@ -157,7 +153,7 @@ def fetch_adult(subset: str = "train", *, data_home: str | Path | None = None,
     """UCI Adult, downloaded once into the data home, then read by :func:`load_adult`.
 
     Like scikit-learn's ``fetch_*`` loaders: the file is looked up under
-    ``<data_home>/adult/`` (see :func:`fairprune.utkface.get_data_home`; ``$FAIRPRUNE_DATA``
+    ``<data_home>/adult/`` (see :func:`fairprune.datasets.utkface.get_data_home`; ``$FAIRPRUNE_DATA``
     or ``~/.cache/fairprune``) and downloaded from :data:`ADULT_URL` only when missing. A
     download is checked (it must read as an Adult file) before it is cached.
 
@@ -166,7 +162,7 @@ def fetch_adult(subset: str = "train", *, data_home: str | Path | None = None,
     subset : {"train", "test"}, default="train"
         ``adult.data`` (32,561 rows) or ``adult.test`` (16,281 rows).
     data_home : str or Path, optional
-        Cache folder; see :func:`fairprune.utkface.get_data_home`.
+        Cache folder; see :func:`fairprune.datasets.utkface.get_data_home`.
     download_if_missing : bool, default=True
         If False, a missing file raises instead of being downloaded.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import atomic_writer
+from .._files import atomic_writer
 
 __all__ = [
     "UTKFACE_AGE_BUCKETS",

@@ -4,7 +4,7 @@ Settings (target / groups), as in the paper:
   race / race (main), gender / race, race / race x gender (10 intersectional groups).
 Data: the UTKFace aligned-and-cropped folder, resized to --image-size px, a fixed seeded
 80/20 split stratified by target x race x gender (random_state=0). Dense model: the small
-CNN of ``fairprune.models.make_face_cnn`` trained from scratch with Adam until it fits the
+CNN of ``fairprune.datasets.models.make_face_cnn`` trained from scratch with Adam until it fits the
 training images (near 100% training accuracy, like the paper's overfit MobileNetV2), cached
 under the data home. Seeds change the dense model and the fine-tuning shuffles.
 
@@ -17,9 +17,9 @@ CEAG in the other settings (60%).
 ``--full`` runs every image, the paper's 15 + 45 epochs and 5 seeds (a GPU job). The GMP
 phase is shared by the methods of a cell through ``memory=``.
 
-    python benchmarks/reproduce_faces.py                 # default CPU study (see --help)
-    python benchmarks/reproduce_faces.py --quick         # smoke form on a tiny subset (seconds)
-    python benchmarks/reproduce_faces.py --full --device cuda
+    python experiments/reproduce_faces.py                 # default CPU study (see --help)
+    python experiments/reproduce_faces.py --quick         # smoke form on a tiny subset (seconds)
+    python experiments/reproduce_faces.py --full --device cuda
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ from skorch.dataset import ValidSplit
 from fairprune import FairnessToleranceWarning, FairPrunedClassifier, paper_defaults, plot_disparity
 from fairprune.datasets import load_utkface
 from fairprune.training import auto_dual_lr
-from fairprune.models import make_face_cnn, train_classifier
-from fairprune.utkface import get_data_home
+from fairprune.datasets.models import make_face_cnn, train_classifier
+from fairprune.datasets.utkface import get_data_home
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
 import _tables as tables  # noqa: E402
 
 UTKFACE = ROOT.parent / "shared" / "data" / "utkface"
@@ -207,7 +207,7 @@ def write_outputs(results: pd.DataFrame, figures: dict, args, seconds: float) ->
     shown = [a for i, a in enumerate(args.argv)  # where the files go changes no number
              if a != "--out" and (i == 0 or args.argv[i - 1] != "--out")]
     header = (
-        f"Produced by `{shlex.join(['python', 'benchmarks/reproduce_faces.py', *shown])}` on "
+        f"Produced by `{shlex.join(['python', 'experiments/reproduce_faces.py', *shown])}` on "
         f"{dt.date.today().isoformat()} in {seconds / 60:.1f} min (torch {torch.__version__}, "
         f"device {args.device}, {torch.get_num_threads()} CPU threads). {args.image_size} px, "
         f"face CNN width {args.width}, {args.gmp_epochs} GMP + {args.ft_epochs} fine-tuning "
@@ -231,7 +231,7 @@ def write_outputs(results: pd.DataFrame, figures: dict, args, seconds: float) ->
 def parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=UTKFACE)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--dense-epochs", type=int, default=40)

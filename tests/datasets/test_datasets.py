@@ -1,10 +1,11 @@
 import io
 
 import numpy as np
+from support import make_utkface_folder
 import pandas as pd
 import pytest
 
-import fairprune.fetch as fetch_module
+import fairprune.datasets.fetch as fetch_module
 from fairprune.datasets import (ADULT_CATEGORIES, ADULT_URL, adult_preprocessor, fetch_adult,
                                 load_adult, load_digits_groups)
 
@@ -70,19 +71,6 @@ def test_adult_refuses_unknown_labels_and_categories(tmp_path):
     bad.write_text(TEST_FORMAT.replace("Private", "Pirate").split("\n", 1)[1])
     with pytest.raises(ValueError, match="outside the documented categories"):
         load_adult(bad)
-
-
-def make_utkface_folder(root, n=24, seed=0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        age, gender, race = int(rng.integers(1, 90)), i % 2, i % 5
-        pixels = rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / f"{age}_{gender}_{race}_2017011{i:04d}.jpg")
-    (root / "61_1_20170109142408075.jpg").write_bytes(b"")  # malformed name (missing race)
-    (root / "notes.txt").write_text("not an image")
-    return root
 
 
 def test_utkface_folder(tmp_path):

@@ -15,10 +15,10 @@ from skorch.dataset import ValidSplit
 
 from fairprune import FairPrunedClassifier, paper_defaults
 from fairprune.constraints import project_capped_simplex
-from fairprune.models import make_face_cnn, make_mlp
-from fairprune.transforms import RandomHorizontalFlip
-from fairprune import utkface
-from test_datasets import make_utkface_folder
+from fairprune.datasets.models import make_face_cnn, make_mlp
+from fairprune.datasets.transforms import RandomHorizontalFlip
+from fairprune.datasets import utkface
+from support import make_utkface_folder
 
 
 @pytest.fixture
