@@ -7,7 +7,8 @@ al., ICLR 2024) as a scikit-learn/skorch estimator.
 from importlib.metadata import PackageNotFoundError, version
 
 from .estimator import FairPrunedClassifier
-from .exceptions import FairnessToleranceWarning, GMPCacheWarning
+from .exceptions import (DenseModelWarning, FairnessToleranceWarning, GMPCacheWarning,
+                         PrunedModelCollapseWarning, SmallGroupWarning)
 from .datasets.paper import paper_defaults
 from .report import disparity_report, plot_disparity, plot_history
 
@@ -17,9 +18,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DenseModelWarning",
     "FairPrunedClassifier",
     "FairnessToleranceWarning",
     "GMPCacheWarning",
+    "PrunedModelCollapseWarning",
+    "SmallGroupWarning",
     "__version__",
     "disparity_report",
     "paper_defaults",

@@ -27,7 +27,8 @@ from ._validation import (InvalidParameterError, check_features, check_parameter
                           check_targets, describe, n_samples)
 from .callbacks import default_callbacks
 from .constraints import FairnessState
-from .exceptions import FairnessToleranceWarning, SmallGroupWarning
+from .exceptions import (DenseModelWarning, FairnessToleranceWarning,
+                         PrunedModelCollapseWarning, SmallGroupWarning)
 from .groups import (GroupEncoder, drop_group_columns, either_labels, is_packed, pack_groups,
                      resolve_groups, unpack_groups)
 from .datasets.paper import paper_defaults
@@ -73,7 +74,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
         Target fraction of prunable weights set to zero, in [0, 1) (of output channels with
         ``pruning="channel"``).
     tolerance : float, default=0.05
-        ε, the largest excess accuracy gap allowed to any group (0.05 = 5 accuracy points).
+        ε, the largest excess accuracy gap allowed to any group, a fraction in [0, 1]
+        (0.05 = 5 accuracy points; 2 is refused as a likely percentage).
     groups : None, str, list of str or callable, default=None
         Locator of the group labels when ``fit``/``score`` get none: a column (or key) of X,
         several columns (intersectional groups), or ``f(X, y) -> labels`` such as
@@ -173,6 +175,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
         :meth:`disparity_report` of the final model on the training data.
     selected_epoch_ : int
         With ``epoch_selection``: the 1-based number of the epoch kept.
+    fit_status_ : str
+        How the fit ended: ``"ok"``; ``"tolerance_not_met"`` (CEAG with a training max ψ_g
+        above ε: :class:`~fairprune.FairnessToleranceWarning`); ``"collapsed"`` (the sparse
+        model predicts one class, or no better than the majority class:
+        :class:`~fairprune.PrunedModelCollapseWarning`). Also in ``train_report_.attrs``.
     fairness_ : FairnessState
         Multipliers, replay buffers, the dense reference and the epoch's sums (a module).
     optimizer_, dual_optimizer_ : torch.optim.Optimizer
@@ -212,7 +219,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
     _parameter_constraints: dict = {
         "dense_module": [torch.nn.Module],
         "sparsity": [Interval(Real, 0, 1, closed="left")],
-        "tolerance": [_NON_NEGATIVE],
+        "tolerance": [Interval(Real, 0, 1, closed="both")],  # a fraction: 0.02 = 2 points
         "method": [StrOptions(set(METHODS))],
         "replay_buffer_size": [Interval(Integral, 0, None, closed="left")],
         "dual_lr": [_STEP, StrOptions({"auto"})],
@@ -329,6 +336,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
         (a ``ValueError`` and a ``TypeError``) naming the parameter, what was expected and
         what came."""
         owner = type(self).__name__
+        tolerance = self.tolerance
+        if (isinstance(tolerance, Real) and not isinstance(tolerance, bool)
+                and 1 < tolerance <= 100):
+            raise InvalidParameterError(
+                f"The 'tolerance' parameter of {owner} must be a fraction in [0, 1] (0.02 = 2 "
+                f"accuracy points). Got {tolerance!r} instead; did you mean "
+                f"{tolerance / 100:g}?")
         check_parameters(owner, self._parameter_constraints,
                          {name: getattr(self, name) for name in self._parameter_constraints})
         if not all(isinstance(layer, str) for layer in self.dense_layers):
@@ -522,6 +536,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 f"'groups' has {len(labels)} labels but X has {n_samples(features)} samples.")
         logits = probe_module(self.dense_module_, self.module_, features)
         y = check_targets(y, logits.shape[1], n_samples(features))
+        if fresh and _look_like_probabilities(logits):
+            warnings.warn(
+                "dense_module's outputs look like probabilities (non-negative rows that sum "
+                "to 1), but fairprune expects logits: the losses, their gradients and the "
+                "constraints' proxy are computed with log-softmax on top. Remove the final "
+                "Softmax layer (predict_proba applies softmax itself).",
+                DenseModelWarning, stacklevel=4)
         if fresh:
             self.group_encoder_ = GroupEncoder().fit(labels)
         self.n_classes_ = int(logits.shape[1])
@@ -591,9 +612,24 @@ class FairPrunedClassifier(NeuralNetClassifier):
             warnings.simplefilter("ignore", SmallGroupWarning)
             report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
         self.train_report_ = report
+        collapse = _collapse(y_true, dense, sparse)
+        self.fit_status_ = "ok"
+        if collapse is not None:
+            self.fit_status_ = report.attrs["fit_status"] = "collapsed"
+            total = float(self.fairness_.multiplier_values().sum())
+            warnings.warn(
+                f"The pruned model collapsed: {collapse}, at sparsity_={self.sparsity_:.3f} "
+                f"with multipliers summing to {total:.3g}. Its reports are not meaningful. "
+                "Try a lower sparsity, keeping the first and last layers dense "
+                "(dense_layers=('first', 'last')), a smaller dual_lr, or "
+                "max_multiplier_sum=1 (past 1 the multipliers push the overall loss up).",
+                PrunedModelCollapseWarning, stacklevel=4)
+            return
         worst = report.attrs["max_excess_accuracy_gap"]
         if self.method != "ceag" or worst <= self.tolerance:
+            report.attrs["fit_status"] = self.fit_status_
             return
+        self.fit_status_ = report.attrs["fit_status"] = "tolerance_not_met"
         top = report.nlargest(3, "excess_accuracy_gap")
         names = ", ".join(
             f"{g!r} ({v:+.3f})" for g, v in zip(top["group"], top["excess_accuracy_gap"]))
@@ -858,3 +894,29 @@ class FairPrunedClassifier(NeuralNetClassifier):
         state["engines_"] = {}
         state.pop("_compiled_module", None)  # rebuilt on demand; compiled code does not pickle
         return state
+
+
+def _look_like_probabilities(logits: torch.Tensor) -> bool:
+    """Whether outputs are non-negative rows summing to 1 (a final Softmax), not logits."""
+    logits = logits.detach().float()
+    return bool((logits >= 0).all()) and bool(
+        torch.allclose(logits.sum(dim=1), torch.ones(len(logits), device=logits.device),
+                       atol=1e-4))
+
+
+def _collapse(y_true: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> str | None:
+    """What shows that the sparse model collapsed on the fit rows, or None: it predicts one
+    class for at least 99% of them while the dense model does not, or it is no more accurate
+    than always predicting the majority class while the dense model is."""
+    majority = np.bincount(y_true).max() / len(y_true)
+    sparse_share = np.bincount(sparse).max() / len(sparse)
+    dense_share = np.bincount(dense).max() / len(dense)
+    sparse_accuracy, dense_accuracy = (sparse == y_true).mean(), (dense == y_true).mean()
+    if sparse_share >= 0.99 and dense_share < 0.99:
+        top = int(np.bincount(sparse).argmax())
+        return (f"it predicts class {top} for {sparse_share:.1%} of the training rows "
+                f"(the dense model: at most {dense_share:.1%} for one class)")
+    if sparse_accuracy <= majority < dense_accuracy:
+        return (f"its training accuracy {sparse_accuracy:.3f} is at or below the majority-class "
+                f"rate {majority:.3f} (the dense model: {dense_accuracy:.3f})")
+    return None

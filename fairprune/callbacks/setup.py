@@ -4,6 +4,7 @@ layers to prune, loss scaling and the multipliers' step."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 
+from ..exceptions import DenseModelWarning
 from ..groups import FEATURES_KEY
 from ..pruning import MaskSet, prunable_layers
 from ..training.engine import make_dual_optimizer
@@ -38,6 +40,7 @@ class FairnessSetup(Callback):
         state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device)
         losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
         state.reference.fill(losses, correct, group_ids)
+        self.check_dense_accuracy(float(state.reference.accuracy), y)
         if state.buffer is not None:  # small groups: ready once they hold all their samples
             state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
         if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
@@ -55,6 +58,20 @@ class FairnessSetup(Callback):
         if is_constrained(net.method):
             net.set_dual_optimizer_(make_dual_optimizer(
                 net.dual_optimizer, state.multiplier.parameters(), net.dual_lr_))
+
+    @staticmethod
+    def check_dense_accuracy(accuracy: float, y) -> None:
+        """:class:`DenseModelWarning` when the dense model is within 0.02 of always
+        predicting the majority class on the fit data."""
+        y = np.asarray(y, dtype=np.int64)
+        majority = np.bincount(y).max() / max(len(y), 1)
+        if accuracy <= majority + 0.02:
+            warnings.warn(
+                f"dense_module's accuracy on the fit data is {accuracy:.3f}, within 0.02 of "
+                f"always predicting the majority class ({majority:.3f}): it looks untrained, "
+                "or X is not what it was trained on (other scaling, column order or "
+                "encoding). Pruning cannot keep what the dense model does not have.",
+                DenseModelWarning, stacklevel=2)
 
     @staticmethod
     def example_input(net, dataset) -> torch.Tensor:

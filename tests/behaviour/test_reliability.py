@@ -9,7 +9,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from fairprune import FairPrunedClassifier, FairnessToleranceWarning
+from fairprune import FairPrunedClassifier, FairnessToleranceWarning, PrunedModelCollapseWarning
 from support import InterruptAt
 
 
@@ -51,14 +51,32 @@ def test_keyboard_interrupt_leaves_a_usable_model_with_history(digits, digits_de
     assert clf.train_report_ is not None and clf.predict(X).shape == y.shape
 
 
-def test_far_too_tight_tolerance_keeps_multipliers_finite_and_warns(digits, digits_dense):
+def test_far_too_tight_tolerance_keeps_multipliers_finite_and_says_it_collapsed(digits,
+                                                                             digits_dense):
+    """97% of every layer pruned, ε = 0 and a huge dual step: the multipliers grow, stay
+    finite and non-negative, and the model collapses to one class: the fit says so (not
+    just "tolerance not met")."""
     X, y = digits
     clf = FairPrunedClassifier(digits_dense, sparsity=0.97, dense_layers=(), tolerance=0.0,
                                dual_lr=1.0, pruning_epochs=1, max_epochs=4, verbose=0)
-    with pytest.warns(FairnessToleranceWarning) as record:
+    with pytest.warns(PrunedModelCollapseWarning) as record:
         clf.fit(X, y, groups=y)
     assert np.isfinite(clf.multipliers_).all() and (clf.multipliers_ >= 0).all()
-    assert "worst groups" in str(record[0].message)
+    message = str(record[0].message)
+    assert "predicts class" in message and "multipliers summing to" in message
+    assert "sparsity_=0.970" in message
+    assert clf.fit_status_ == "collapsed" == clf.train_report_.attrs["fit_status"]
+
+
+def test_a_tolerance_out_of_reach_without_collapse_names_the_worst_groups(digits,
+                                                                        digits_dense):
+    X, y = digits
+    clf = FairPrunedClassifier(digits_dense, sparsity=0.9, dense_layers=(), tolerance=0.0,
+                               pruning_epochs=1, max_epochs=2, verbose=0)
+    with pytest.warns(FairnessToleranceWarning, match="worst groups") as record:
+        clf.fit(X, y, groups=y)
+    assert not [w for w in record if issubclass(w.category, PrunedModelCollapseWarning)]
+    assert clf.fit_status_ == "tolerance_not_met" == clf.train_report_.attrs["fit_status"]
     assert clf.train_report_["violates"].any()
 
 
@@ -189,7 +207,7 @@ def test_huge_tolerances_are_valid_and_never_overflow(digits, digits_dense, meth
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         clf = FairPrunedClassifier(digits_dense, sparsity=0.5, dense_layers=(), method=method,
-                                   tolerance=1e300, loss_tolerance=1e300, pruning_epochs=1,
+                                   tolerance=1.0, loss_tolerance=1e300, pruning_epochs=1,
                                    max_epochs=2, verbose=0).fit(X, y, groups=y)
     assert np.isfinite(clf.history[-1, "train_loss"])
     assert clf.history[-1, "n_violated"] == 0 and clf.multipliers_.eq(0).all()
@@ -315,7 +333,7 @@ def test_batchnorm_model_with_a_last_batch_of_one_sample_trains(digits):
 
 
 @pytest.mark.parametrize("name, value", [
-    ("tolerance", 1e300), ("loss_tolerance", 1e300), ("max_multiplier_sum", 1e300),
+    ("tolerance", 1.0), ("loss_tolerance", 1e300), ("max_multiplier_sum", 1e300),
     ("dual_lr", 3e38), ("lr", 3e38), ("lr_gamma", 1.0), ("lr_gamma", 1e-300)])
 @pytest.mark.parametrize("method", ["ceag", "equalized_loss"])
 def test_extreme_valid_numbers_give_a_model_or_a_clear_error(digits, digits_dense, name, value,
