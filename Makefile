@@ -50,6 +50,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/gmp_cost.py
 	$(BIN)/python benchmarks/channel_export_speed.py
 	$(BIN)/python benchmarks/gmp_cache_gridsearch.py
+	$(BIN)/python benchmarks/report_bootstrap.py
+	$(BIN)/python benchmarks/heldout_step_cost.py
 	$(BIN)/python benchmarks/summarize.py
 
 clean:

@@ -127,6 +127,18 @@ def main() -> None:
                          f"{r['speedup']:.2f}× | {r['gmp_phases_run']} of 12 | "
                          f"{'yes' if r['identical_scores'] else 'NO'} |")
         lines.append("")
+    if held := load("heldout_step_cost.json"):
+        lines += [f"**Held-out estimates** (`python benchmarks/heldout_step_cost.py`): a CEAG "
+                  f"step of the small CNN, batch {held['batch_size']}, "
+                  f"{held['train_step_ms']:.1f} ms with training estimates, "
+                  f"{held['heldout_step_ms']:.1f} ms with one held-out batch per step "
+                  f"(ratio **{held['ratio']:.3f}**).", ""]
+    if boot := load("report_bootstrap.json"):
+        parts = ", ".join(f"{r['groups']} groups {r['plain_ms']:.1f} → {r['intervals_ms']:.0f} ms "
+                          f"({r['ratio']:.0f}×)" for r in boot["rows"])
+        lines += [f"**Report intervals** (`python benchmarks/report_bootstrap.py`): "
+                  f"{boot['rows'][0]['rows']:,} rows, {boot['rows'][0]['n_boot']} resamples, "
+                  f"plain report → with intervals: {parts}.", ""]
     (out / "bench.md").write_text("\n".join(lines))
     print(f"wrote {out / 'bench.md'}")
 

@@ -1,10 +1,12 @@
 """fairprune demo (`make demo`): prune a real model on real data, NFT against CEAG.
 
-Default data: scikit-learn's bundled digits, every class a group. A small dense CNN is trained
-(seeded), then pruned to 96% sparsity in every layer with gradual magnitude pruning and
-fine-tuned two ways: naive fine-tuning (NFT) and constrained excess accuracy gaps (CEAG,
-ε = 2 accuracy points). Both disparity reports are printed side by side and
-`demo_disparity.png` shows ψ_g per group for both methods with the ε line.
+Default data: scikit-learn's bundled digits, every class a group, split 80% / 20% into
+training and test rows. A small dense CNN is trained (seeded) on the training rows, then
+pruned to 96% sparsity in every layer with gradual magnitude pruning and fine-tuned two ways:
+naive fine-tuning (NFT) and constrained excess accuracy gaps (CEAG, ε = 2 accuracy points).
+Both disparity reports are printed side by side, on the training rows (what the constraints
+act on) and on the test rows (what a user meets), the latter with 95% bootstrap intervals and
+a verdict per group; `demo_disparity.png` shows ψ_g per group for both methods with the ε line.
 
     python examples/demo.py [--data PATH] [--seed 0] [--out demo_disparity.png] [--quick]
 
@@ -19,9 +21,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from skorch.callbacks import ProgressBar
+from sklearn.model_selection import train_test_split
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning, plot_disparity
 from fairprune.datasets import adult_preprocessor, load_adult, load_digits_groups, load_utkface
@@ -63,15 +67,24 @@ def main() -> None:
     if args.quick:
         dense_epochs = 2
         setting.update(pruning_epochs=1, max_epochs=2)
-    print(f"Data: {name}")
+    # stratified by group and class where every stratum can give rows to both sides
+    strata = pd.Series(groups).astype(str) + "|" + pd.Series(y).astype(str)
+    n_test = int(np.ceil(0.2 * len(y)))
+    stratify = next((s for s in (strata, pd.Series(y)) if s.value_counts().min() >= 2
+                     and s.nunique() <= min(n_test, len(y) - n_test)), None)
+    X, X_test, y, y_test, groups, groups_test = train_test_split(
+        X, y, groups, test_size=0.2, stratify=stratify, random_state=args.seed)
+    print(f"Data: {name}; {len(y)} training rows, {len(y_test)} test rows")
     start = time.perf_counter()
     torch.manual_seed(args.seed)
     dense = train_classifier(make_dense(), X, y, epochs=dense_epochs)
     with torch.no_grad():
         dense_acc = float((dense(torch.as_tensor(X)).argmax(1).numpy() == y).mean())
-    print(f"Dense model trained in {time.perf_counter() - start:.1f}s, training accuracy {dense_acc:.3f}")
+        dense_test = float((dense(torch.as_tensor(X_test)).argmax(1).numpy() == y_test).mean())
+    print(f"Dense model trained in {time.perf_counter() - start:.1f}s, accuracy "
+          f"{dense_acc:.3f} (training) / {dense_test:.3f} (test)")
 
-    reports = {}
+    reports, tests = {}, {}
     for method in ("nft", "ceag"):
         start = time.perf_counter()
         clf = FairPrunedClassifier(dense, method=method, random_state=args.seed, verbose=0,
@@ -80,17 +93,36 @@ def main() -> None:
             warnings.simplefilter("ignore", FairnessToleranceWarning)
             clf.fit(X, y, groups=groups)
         rep = reports[method.upper()] = clf.disparity_report(X, y, groups=groups)
+        test = tests[method.upper()] = clf.disparity_report(
+            X_test, y_test, groups=groups_test, n_boot=1000, random_state=args.seed)
+        low, high = test.attrs["max_excess_accuracy_gap_ci"]
         print(f"{method.upper():>4}: {time.perf_counter() - start:5.1f}s  sparsity {clf.sparsity_:.3f}  "
               f"accuracy {rep.attrs['sparse_accuracy']:.3f}  max psi_g {rep.attrs['max_excess_accuracy_gap']:.3f}  "
-              f"Psi_PW {rep.attrs['pairwise_disparity']:.3f}  groups over eps {rep.attrs['n_violating']}",
-              flush=True)
+              f"Psi_PW {rep.attrs['pairwise_disparity']:.3f}  groups over eps {rep.attrs['n_violating']}  "
+              f"(fit: {clf.fit_status_})", flush=True)
+        print(f"      test: accuracy {test.attrs['sparse_accuracy']:.3f}  max psi_g "
+              f"{test.attrs['max_excess_accuracy_gap']:.3f} [95% interval {low:.3f}, {high:.3f}]  "
+              f"groups violating / undecided / within eps: "
+              f"{(test['verdict'] == 'violates').sum()} / {(test['verdict'] == 'undecided').sum()} / "
+              f"{(test['verdict'] == 'within').sum()}", flush=True)
 
     columns = ["n", "sparse_accuracy", "accuracy_gap", "excess_accuracy_gap", "violates"]
     table = pd.concat({m: r.set_index("group")[columns] for m, r in reports.items()}, axis=1)
     table.insert(0, ("", "dense_accuracy"), reports["NFT"].set_index("group")["dense_accuracy"])
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+    test_columns = ["excess_accuracy_gap", "excess_accuracy_gap_ci_low",
+                    "excess_accuracy_gap_ci_high", "verdict"]
+    test_table = pd.concat({m: r.set_index("group")[test_columns].rename(columns={
+        "excess_accuracy_gap": "psi_g", "excess_accuracy_gap_ci_low": "low",
+        "excess_accuracy_gap_ci_high": "high"}) for m, r in tests.items()}, axis=1)
+    test_table.insert(0, ("", "n"), tests["NFT"].set_index("group")["n"])
+    with pd.option_context("display.width", 160, "display.max_columns", 20,
+                           "display.float_format", "{:.3f}".format):
         print(f"\nDisparity on the training data (tolerance eps = {setting['tolerance']}):")
         print(table)
+        print(f"\nDisparity on the test data, with 95% intervals (paired, group-stratified "
+              "bootstrap of the test rows; verdict: the interval of psi_g above eps, at or "
+              "below it, or across it):")
+        print(test_table)
     ax = plot_disparity(reports, top_k=30)
     ax.set_title(f"Excess accuracy gap per group at {setting['sparsity']:.0%} sparsity")
     ax.figure.tight_layout()

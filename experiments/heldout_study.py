@@ -10,13 +10,18 @@ Settings, each with seeds 0-2 (dense model, shuffles) and eps = 0.01:
   near 100% training accuracy (the paper's overfit regime) and trained 8 epochs (not overfit).
 
 Every method trains on the same 80% of the training split, with the other 20% held out
-(``ValidSplit(0.2, stratified)``): "CEAG + held-out" moves its multipliers with the held-out
-estimates (``constraint_data="heldout"``), "+ Σλ ≤ 1" also bounds the multipliers
-(``max_multiplier_sum=1``), "dual step × 0.1" takes a tenth of the automatic step of the
-multipliers, "CEAG + selection" keeps the most accurate epoch whose held-out
-max psi_g meets eps (``epoch_selection="fair"``). Test data never enters a fit.
+(``ValidSplit(0.2, stratified)``): "CEAG + held-out" moves its multipliers with held-out
+estimates, one held-out batch per training step, with the automatic dual step
+(``constraint_data="heldout"``), "CEAG + selection" keeps the most accurate epoch whose
+held-out max psi_g meets eps (``epoch_selection="fair"``). Test data never enters a fit.
 
-    python experiments/heldout_study.py          # about 40 minutes on 2 cores
+Every test figure has a 95% interval: a paired, group-stratified bootstrap of the test rows
+(1,000 resamples; ``disparity_report(n_boot=...)``), averaged over seeds. The difference of
+each method from NFT in test max psi_g and Psi_PW has its own interval, from resamples that
+serve both methods' predictions on the same rows; it is marked significant (*) when that
+interval excludes 0.
+
+    python experiments/heldout_study.py          # about 30 minutes on 2 cores
     python experiments/heldout_study.py --quick  # smoke form: an Adult subset, tiny schedules
 """
 
@@ -37,24 +42,22 @@ from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-import _tables as tables  # noqa: E402
 import reproduce_faces as faces  # noqa: E402
 
 from fairprune import FairPrunedClassifier  # noqa: E402
 from fairprune.datasets import adult_preprocessor, load_adult  # noqa: E402
+from fairprune.groups import encode_groups  # noqa: E402
+from fairprune.intervals import (category_counts, percentile_interval,  # noqa: E402
+                                 statistics_of_counts)
 from fairprune.datasets.models import make_mlp, train_classifier  # noqa: E402
 
 ADULT = ROOT.parent / "shared" / "data" / "adult" / "adult.data"
 EPS = 0.01
+N_BOOT = 1000
 METHODS = {
     "NFT": dict(method="nft"),
     "CEAG": dict(method="ceag"),
     "CEAG + held-out": dict(method="ceag", constraint_data="heldout"),
-    "CEAG + held-out, Σλ ≤ 1": dict(method="ceag", constraint_data="heldout",
-                                    max_multiplier_sum=1.0),
-    # the automatic dual step of the plain CEAG fit in the same setting, times 0.1
-    "CEAG + held-out, dual step × 0.1": dict(method="ceag", constraint_data="heldout",
-                                             dual_scale=("CEAG", 0.1)),
     "CEAG + selection": dict(method="ceag", epoch_selection="fair"),
     "CEAG + both": dict(method="ceag", constraint_data="heldout", epoch_selection="fair"),
 }
@@ -93,8 +96,8 @@ FACE_REGIMES = {"overfit": 40, "not overfit": 8}
 FACE_SETTINGS = ("race / race", "race / race x gender")
 
 
-def face_settings():
-    """The face settings at 90%, each in both regimes of the dense CNN."""
+def face_settings(regimes=tuple(FACE_REGIMES)):
+    """The face settings at 90%, each in the given regimes of the dense CNN."""
     args = faces.parse([])
     X, y, frame = faces.load_utkface(args.data, target="race", image_size=args.image_size,
                                      max_images=args.max_images)
@@ -102,7 +105,8 @@ def face_settings():
     cache = faces.get_data_home() / "reproduce_faces"
     fit = dict(sparsity=0.9, pruning_epochs=args.gmp_epochs, max_epochs=args.ft_epochs,
                memory=str(cache / "gmp"))
-    for regime, epochs in FACE_REGIMES.items():
+    for regime in regimes:
+        epochs = FACE_REGIMES[regime]
         for setting in FACE_SETTINGS:
             groups = faces.group_labels(frame, faces.SETTINGS[setting][1])
             data = train_test_split(X, y, groups, test_size=0.2, stratify=strata,
@@ -114,26 +118,56 @@ def face_settings():
             yield f"utkface {setting}, 90%, {regime}", data, dense, fit
 
 
+def paired_differences(y_true, dense, predictions: dict, groups, seed: int) -> dict:
+    """Bootstrap replicates of each method's test max psi_g and Psi_PW minus NFT's, from
+    resamples of the test rows within groups that serve every method at once (paired).
+
+    Each row's category holds whether the dense model and each method are right; a group's
+    resample draws category counts from a multinomial, as :mod:`fairprune.intervals` does for
+    one model, and the counts of two models are its marginal sums."""
+    methods = list(predictions)
+    _, codes = encode_groups(groups)
+    n_groups = int(codes.max()) + 1
+    right = np.stack([dense == y_true] + [predictions[m] == y_true for m in methods])
+    categories = (right.astype(np.int64) * (2 ** np.arange(len(right)))[:, None]).sum(axis=0)
+    counts = category_counts(categories, codes, n_groups, 2 ** len(right))
+    sizes = counts.sum(axis=1)
+    rng = np.random.default_rng(seed)
+    boot = rng.multinomial(sizes, counts / np.maximum(sizes, 1)[:, None],
+                           size=(N_BOOT, n_groups))
+    k = np.arange(counts.shape[1])
+
+    def figures(j):  # (max psi, Psi_PW) replicates of method j (1-based among `right`)
+        four = np.zeros(boot.shape[:2] + (4,))
+        for code in range(4):  # 2 * dense right + sparse right
+            match = ((k & 1) == code // 2) & (((k >> j) & 1) == code % 2)
+            four[..., code] = boot[..., match].sum(axis=-1)
+        stats = statistics_of_counts(four, binary=False)
+        return np.stack([stats["max_excess_accuracy_gap"], stats["pairwise_disparity"]])
+
+    base = figures(1 + methods.index("NFT"))
+    return {m: figures(1 + i) - base for i, m in enumerate(methods) if m != "NFT"}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--regimes", nargs="+", choices=list(FACE_REGIMES),
+                        default=list(FACE_REGIMES), help="dense-model regimes of the faces")
     args = parser.parse_args(argv)
-    start, rows = time.perf_counter(), []
+    start, rows, differences = time.perf_counter(), [], []
     if not ADULT.exists():
         print(f"skipping UCI Adult: {ADULT} not found")
     settings = [adult_settings(args.quick)] if ADULT.exists() else []
     if faces.UTKFACE.is_dir() and not args.quick:
-        settings.append(face_settings())
+        settings.append(face_settings(tuple(args.regimes)))
     for name, (Xtr, Xte, ytr, yte, gtr, gte), dense_for, fit in itertools.chain(*settings):
+        replicates = {}  # method -> its differences from NFT, one array per seed
         for seed in ((0,) if args.quick else (0, 1, 2)):
             dense = dense_for(seed)
-            fitted_dual_lr = {}  # method -> dual_lr_ of its fit with this seed
+            predictions = {}
             for method, params in METHODS.items():
-                params = dict(params)
-                if "dual_scale" in params:  # METHODS lists the base method first
-                    base, scale = params.pop("dual_scale")
-                    params["dual_lr"] = scale * fitted_dual_lr[base]
                 clf = FairPrunedClassifier(
                     dense, tolerance=EPS, random_state=seed, verbose=0,
                     train_split=ValidSplit(0.2, stratified=True, random_state=seed),
@@ -141,38 +175,88 @@ def main(argv=None) -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     clf.fit(Xtr, ytr, groups=gtr)
-                fitted_dual_lr[method] = clf.dual_lr_
-                test = clf.disparity_report(Xte, yte, groups=gte)
+                    test = clf.disparity_report(Xte, yte, groups=gte, n_boot=N_BOOT,
+                                                random_state=seed)
+                predictions[method] = clf.predict(Xte)
+                dense_test = clf.predict_dense(Xte)
                 row = {"setting": name, "sparsity": fit["sparsity"], "method": method,
                        "seed": seed,
                        "train_max_psi": clf.train_report_.attrs["max_excess_accuracy_gap"],
                        "valid_max_psi": clf.history[-1, "valid_max_excess_accuracy_gap"],
                        "test_max_psi": test.attrs["max_excess_accuracy_gap"],
+                       "test_max_psi_low": test.attrs["max_excess_accuracy_gap_ci"][0],
+                       "test_max_psi_high": test.attrs["max_excess_accuracy_gap_ci"][1],
                        "test_psi_pw": test.attrs["pairwise_disparity"],
+                       "test_psi_pw_low": test.attrs["pairwise_disparity_ci"][0],
+                       "test_psi_pw_high": test.attrs["pairwise_disparity_ci"][1],
                        "test_acc": test.attrs["sparse_accuracy"],
+                       "multiplier_sum": float(clf.multipliers_.sum()),
+                       "fit_status": clf.fit_status_,
                        "dense_train_acc": clf.train_report_.attrs["dense_accuracy"],
                        "dense_test_acc": test.attrs["dense_accuracy"],
                        "selected_epoch": getattr(clf, "selected_epoch_", None)}
                 rows.append(row)
                 print(row, flush=True)
+            for method, diff in paired_differences(yte, dense_test, predictions, gte,
+                                                   seed).items():
+                replicates.setdefault(method, []).append(diff)
+        for method, diffs in replicates.items():  # mean over seeds, replicate by replicate
+            mean = np.mean(diffs, axis=0)
+            for metric, values in zip(("test_max_psi", "test_psi_pw"), mean):
+                low, high = percentile_interval(values, 0.95)
+                differences.append({"setting": name, "method": method, "metric": metric,
+                                    "low": float(low), "high": float(high),
+                                    "significant": bool(low > 0 or high < 0)})
     results = pd.DataFrame(rows)
     if results.empty:
         return
-    metrics = ["test_acc", "test_max_psi", "test_psi_pw", "train_max_psi", "dense_train_acc",
-               "dense_test_acc"]
-    table = tables.summary_table(results, ["setting", "sparsity", "method"], metrics,
-                                 list(METHODS))
+    table = summary(results, pd.DataFrame(differences))
     minutes = (time.perf_counter() - start) / 60
-    header = (f"Produced by `python experiments/heldout_study.py` in {minutes:.1f} min "
-              f"({torch.get_num_threads()} CPU threads); eps = {EPS}; mean ± std over seeds "
-              "0-2; fractions. `train_max_psi` is on the 80% of the training split the weights "
-              "trained on.\n\n")
+    command = " ".join(["python experiments/heldout_study.py", *(argv or sys.argv[1:])])
+    header = (f"Produced by `{command}` in {minutes:.1f} min "
+              f"({torch.get_num_threads()} CPU threads); eps = {EPS}; mean over seeds 0-2; "
+              "fractions. Test figures carry [the mean over seeds of their 95% bootstrap "
+              f"interval] ({N_BOOT} paired, group-stratified resamples of the test rows); "
+              "`vs NFT` is the mean difference from NFT in test max psi_g, * where its paired "
+              "95% interval excludes 0. `train_max_psi` is on the 80% of the training split "
+              "the weights trained on.\n\n")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     results.to_json(out / "heldout_study.json", orient="records", indent=1)
+    pd.DataFrame(differences).to_json(out / "heldout_study_differences.json",
+                                      orient="records", indent=1)
     (out / "heldout_study.md").write_text(header + table.to_markdown(index=False) + "\n")
     print("\n" + header + table.to_markdown(index=False))
     plot(results, out / "heldout_study.png")
+
+
+def summary(results: pd.DataFrame, differences: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting and method: means over seeds, test figures with their intervals,
+    the difference from NFT with its significance."""
+    order = {m: i for i, m in enumerate(METHODS)}
+    lines = []
+    for (setting, method), part in results.groupby(["setting", "method"], sort=False):
+        line = {"setting": setting, "method": method,
+                "test_acc": f"{part['test_acc'].mean():.3f}"}
+        for metric in ("test_max_psi", "test_psi_pw"):
+            line[metric] = (f"{part[metric].mean():.3f} [{part[metric + '_low'].mean():.3f}, "
+                            f"{part[metric + '_high'].mean():.3f}]")
+        if not differences.empty:
+            match = differences[(differences["setting"] == setting)
+                                & (differences["method"] == method)
+                                & (differences["metric"] == "test_max_psi")]
+            nft = results[(results["setting"] == setting) & (results["method"] == "NFT")]
+            if len(match):
+                delta = part["test_max_psi"].mean() - nft["test_max_psi"].mean()
+                line["vs NFT"] = f"{delta:+.3f}{' *' if match['significant'].iloc[0] else ''}"
+            else:
+                line["vs NFT"] = ""
+        line["train_max_psi"] = f"{part['train_max_psi'].mean():.3f}"
+        line["collapsed"] = int((part["fit_status"] == "collapsed").sum())
+        line["_order"] = order[method]
+        lines.append(line)
+    table = pd.DataFrame(lines).sort_values(["setting", "_order"], kind="stable")
+    return table.drop(columns="_order")
 
 
 def plot(results: pd.DataFrame, path: Path) -> None:

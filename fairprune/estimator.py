@@ -129,9 +129,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
         most accurate whose held-out max ψ_g <= ε, else the lowest held-out max ψ_g. The
         chosen epoch (1-based) is in ``selected_epoch_``.
     constraint_data : {"train", "heldout"}, default="train"
-        Multipliers' estimates from training batches (the paper) or the last validation pass
-        (Cotter et al., 2019; ``train_split`` required), which changes once per epoch: then
-        pass about a tenth of the automatic ``dual_lr`` (held-out study in the docs).
+        Multipliers' estimates from training batches (the paper) or from held-out rows
+        (Cotter et al., 2019; ``train_split`` required): every training step also runs one
+        batch of the validation split through the sparse model (eval mode, no gradient) into
+        held-out replay buffers, which drive the dual step while the weights learn from
+        training data only. Costs one evaluation forward pass per step.
     random_state : int or None, default=0
         Seed of shuffling and module randomness, in a forked RNG. Same seed, same CPU result.
     memory : None, str, path or joblib.Memory, default=None
@@ -580,6 +582,33 @@ class FairPrunedClassifier(NeuralNetClassifier):
             # one seed per epoch: shuffles do not depend on how the run was split into calls,
             # so a run resumed from a checkpoint matches an uninterrupted one
             torch.manual_seed(self.random_state * 1_000_003 + len(self.history))
+        # held-out constraints: the validation split's batches in order, from its first one
+        # every epoch (so a resumed or cached run sees the same ones), cycled within the epoch
+        self.__dict__["_heldout_batches"] = (
+            self._cycle(dataset_valid) if self.constraint_data == "heldout"
+            and dataset_valid is not None and len(dataset_valid) else None)
+
+    def _cycle(self, dataset):
+        """The evaluation batches of ``dataset``, again from the start when they run out."""
+        while True:
+            yield from self.get_iterator(dataset, training=False)
+
+    @torch.no_grad()
+    def _observe_heldout_batch(self, problem) -> None:
+        """One held-out batch through ``module_`` in eval mode (no gradient, BatchNorm
+        statistics untouched) into the held-out replay buffers of ``problem``."""
+        batches = self.__dict__.get("_heldout_batches")
+        if batches is None:
+            return
+        Xi, yi, group_ids = batch_tensors(next(batches), self.device)
+        module = self.module_
+        module.eval()
+        try:
+            logits = forward(module, Xi, self.device).float()
+        finally:
+            module.train()
+        loss = self.criterion_(logits, yi).float()
+        problem.observe_heldout(group_ids, (logits.argmax(dim=1) == yi).float(), loss)
 
     def get_iterator(self, dataset, training=False):
         """skorch's DataLoader, fetching each batch of an array dataset with one indexing
@@ -714,6 +743,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
                         named_parameters=TeeGenerator(self.get_all_learnable_params()))
 
         engine = self.engine_for(phase_of(self, current_epoch(self)))
+        if engine.problem.dual_from_heldout:  # Cotter et al.: a held-out batch every step
+            self._observe_heldout_batch(engine.problem)
         loss = engine.step(self.module_, per_sample, correct, group_ids, on_grad=on_grad)
         return {"loss": loss, "y_pred": logits}
 
@@ -893,6 +924,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         state = super().__getstate__()
         state["engines_"] = {}
         state.pop("_compiled_module", None)  # rebuilt on demand; compiled code does not pickle
+        state.pop("_heldout_batches", None)  # a generator: rebuilt at the next epoch
         return state
 
 

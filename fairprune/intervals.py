@@ -24,8 +24,6 @@ not what the nominal level says.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .metrics import disparity_of_excess, excess_from_gaps
@@ -62,12 +60,30 @@ def category_counts(categories: np.ndarray, codes: np.ndarray, n_groups: int,
 
 
 def bootstrap_category_counts(counts: np.ndarray, n_boot: int,
-                              rng: np.random.Generator) -> np.ndarray:
-    """``(n_boot, n_groups, n_categories)`` counts of stratified resamples: each group's rows
-    drawn with replacement, as many as it has (a multinomial of its observed shares)."""
-    sizes = counts.sum(axis=1)
-    shares = counts / np.maximum(sizes, 1)[:, None]
-    return rng.multinomial(sizes, shares, size=(n_boot, len(counts)))
+                              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of stratified resamples, each group's rows drawn with replacement, as many as
+    it has: ``(resampled, categories)``, ``resampled`` of shape ``(n_boot, n_groups,
+    len(categories))`` over the categories some row falls in (the others stay empty).
+
+    A group's counts follow a multinomial of its observed shares, drawn here as a chain of
+    binomials (category ``j`` out of the rows not yet given to the categories before it),
+    each one vectorised over resamples and groups.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    used = np.flatnonzero(counts.sum(axis=0))
+    out = np.zeros((n_boot, len(counts), len(used)), dtype=np.int64)
+    remaining = np.broadcast_to(counts.sum(axis=1), (n_boot, len(counts))).copy()
+    left = counts.sum(axis=1).astype(np.float64)  # observed rows not yet assigned
+    for position, category in enumerate(used):
+        if position == len(used) - 1:
+            out[..., position] = remaining
+            break
+        share = np.where(left > 0, counts[:, category] / np.maximum(left, 1), 0.0)
+        drawn = rng.binomial(remaining, np.clip(share, 0.0, 1.0))
+        out[..., position] = drawn
+        remaining -= drawn
+        left -= counts[:, category]
+    return out, used
 
 
 def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -76,8 +92,10 @@ def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, numerator / safe, np.nan)
 
 
-def statistics_of_counts(counts: np.ndarray, binary: bool) -> dict[str, np.ndarray]:
-    """Every figure of a report from category counts ``(..., n_groups, n_categories)``.
+def statistics_of_counts(counts: np.ndarray, binary: bool,
+                         categories: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every figure of a report from category counts ``(..., n_groups, n_categories)``
+    (``categories``: which category each column counts; by default all, in order).
 
     Per group (shape ``(..., n_groups)``): ``dense_accuracy``, ``sparse_accuracy``,
     ``accuracy_gap``, ``excess_accuracy_gap`` and, for binary targets, ``dense_tpr``,
@@ -87,43 +105,60 @@ def statistics_of_counts(counts: np.ndarray, binary: bool) -> dict[str, np.ndarr
     values (the observed counts) and their bootstrap replicates (resampled counts).
     """
     counts = np.asarray(counts, dtype=np.float64)
-    k = np.arange(counts.shape[-1])
+    k = np.arange(counts.shape[-1]) if categories is None else np.asarray(categories)
     accuracy_code = k // 8 if binary else k
-    dense_right, sparse_right = accuracy_code // 2 == 1, accuracy_code % 2 == 1
-    positive, dense_selected, sparse_selected = (k // 4) % 2, (k // 2) % 2, k % 2
-    sizes = counts.sum(axis=-1)
-    dense_correct = counts @ dense_right.astype(np.float64)
-    sparse_correct = counts @ sparse_right.astype(np.float64)
+    positive, dense_selected, sparse_selected = (k // 4) % 2 == 1, (k // 2) % 2 == 1, k % 2 == 1
+    columns = {"size": np.ones_like(positive), "dense_correct": accuracy_code // 2 == 1,
+               "sparse_correct": accuracy_code % 2 == 1}
+    if binary:
+        columns["positives"] = positive
+        for model, selected in (("dense", dense_selected), ("sparse", sparse_selected)):
+            columns[f"{model}_true_positives"] = selected & positive
+            columns[f"{model}_false_positives"] = selected & ~positive
+            columns[f"{model}_selected"] = selected
+    # every sum the figures need, in one matrix product over the categories
+    sums = counts @ np.column_stack(list(columns.values())).astype(np.float64)
+    total = dict(zip(columns, np.moveaxis(sums, -1, 0)))
+    sizes = total["size"]
     stats = {
-        "dense_accuracy": _share(dense_correct, sizes),
-        "sparse_accuracy": _share(sparse_correct, sizes),
+        "dense_accuracy": _share(total["dense_correct"], sizes),
+        "sparse_accuracy": _share(total["sparse_correct"], sizes),
     }
     stats["accuracy_gap"] = stats["dense_accuracy"] - stats["sparse_accuracy"]
     stats["excess_accuracy_gap"] = excess_from_gaps(stats["accuracy_gap"], sizes)
-    stats["overall_gap"] = ((dense_correct - sparse_correct).sum(axis=-1)
+    stats["overall_gap"] = ((total["dense_correct"] - total["sparse_correct"]).sum(axis=-1)
                             / np.maximum(sizes.sum(axis=-1), 1))
     max_excess, pairwise = disparity_of_excess(stats["excess_accuracy_gap"])
     stats["max_excess_accuracy_gap"], stats["pairwise_disparity"] = max_excess, pairwise
     if binary:
-        positives = counts @ (positive == 1).astype(np.float64)
-        negatives = sizes - positives
-        for model, selected in (("dense", dense_selected), ("sparse", sparse_selected)):
-            chosen = selected == 1
-            stats[f"{model}_tpr"] = _share(counts @ (chosen & (positive == 1)).astype(float),
-                                           positives)
-            stats[f"{model}_fpr"] = _share(counts @ (chosen & (positive == 0)).astype(float),
-                                           negatives)
-            stats[f"{model}_selection_rate"] = _share(counts @ chosen.astype(float), sizes)
+        negatives = sizes - total["positives"]
+        for model in ("dense", "sparse"):
+            stats[f"{model}_tpr"] = _share(total[f"{model}_true_positives"], total["positives"])
+            stats[f"{model}_fpr"] = _share(total[f"{model}_false_positives"], negatives)
+            stats[f"{model}_selection_rate"] = _share(total[f"{model}_selected"], sizes)
     return stats
 
 
 def percentile_interval(replicates: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` percentile interval over the first axis (numpy's ``nanquantile``):
-    NaN replicates are left out (a resample of a group without positives has no TPR), and the
-    interval is NaN where every replicate is."""
+    """``(low, high)`` percentile interval over the first axis, NaN replicates left out (a
+    resample of a group without positives has no TPR); NaN where every replicate is.
+
+    numpy's linear interpolation between order statistics (its default ``quantile``), on
+    columns sorted once: ``nanquantile`` loops over the columns in Python when any is NaN.
+    """
     alpha = (1.0 - ci) / 2.0
-    with warnings.catch_warnings():  # all-NaN slices: NaN is the answer, not a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanquantile(np.asarray(replicates, dtype=np.float64),
-                                   [alpha, 1.0 - alpha], axis=0)
-    return low, high
+    replicates = np.asarray(replicates, dtype=np.float64)
+    if not np.isnan(replicates).any():
+        low, high = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+        return low, high
+    ordered = np.sort(replicates, axis=0)  # NaN sort last
+    last = np.maximum((~np.isnan(replicates)).sum(axis=0) - 1, 0)
+    bounds = []
+    for q in (alpha, 1.0 - alpha):
+        position = q * last
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, last)
+        lower = np.take_along_axis(ordered, below[None], axis=0)[0]
+        upper = np.take_along_axis(ordered, above[None], axis=0)[0]
+        bounds.append(lower + (position - below) * np.where(above > below, upper - lower, 0.0))
+    return bounds[0], bounds[1]

@@ -202,7 +202,8 @@ def _add_intervals(report: pd.DataFrame, counts: np.ndarray, binary: bool, n_boo
                    ci: float, rng: np.random.Generator, tolerance: float | None) -> None:
     """Interval columns, the verdict and the summary intervals, from ``n_boot`` paired,
     group-stratified resamples (:mod:`fairprune.intervals`)."""
-    replicates = statistics_of_counts(bootstrap_category_counts(counts, n_boot, rng), binary)
+    resampled, categories = bootstrap_category_counts(counts, n_boot, rng)
+    replicates = statistics_of_counts(resampled, binary, categories)
     for name in ["accuracy_gap", "excess_accuracy_gap", *(RATE_COLUMNS if binary else [])]:
         low, high = percentile_interval(replicates[name], ci)
         report[f"{name}_ci_low"], report[f"{name}_ci_high"] = low, high

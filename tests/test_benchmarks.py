@@ -20,6 +20,10 @@ RUNS = [
     ("fit_vs_hand_loop.py", ["--samples", "256", "--repeats", "1"], "fit_vs_hand_loop.json"),
     ("gmp_cost.py", ["--samples", "256", "--repeats", "1"], "gmp_cost.json"),
     ("gmp_cache_gridsearch.py", ["--quick", "--rounds", "1"], "gmp_cache_gridsearch.json"),
+    ("heldout_step_cost.py", ["--samples", "512", "--epochs", "1", "--rounds", "1"],
+     "heldout_step_cost.json"),
+    ("report_bootstrap.py", ["--rows", "500", "--groups", "3", "--boot", "50", "--repeats", "1"],
+     "report_bootstrap.json"),
 ]
 
 

@@ -65,12 +65,24 @@ def test_resampling_keeps_group_sizes_and_pairs_the_two_models():
     groups = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     categories, k = row_categories(y, dense, sparse, 1)
     counts = category_counts(categories, groups, 2, k)
-    boot = bootstrap_category_counts(counts, 500, np.random.default_rng(0))
-    assert boot.shape == (500, 2, k)
+    boot, used = bootstrap_category_counts(counts, 500, np.random.default_rng(0))
+    assert boot.shape == (500, 2, len(used)) and set(used) == set(categories)
     assert (boot.sum(axis=2) == [4, 4]).all()
-    stats = statistics_of_counts(boot, binary=True)
+    stats = statistics_of_counts(boot, binary=True, categories=used)
     assert (stats["accuracy_gap"][:, 0] == 0).all()
     assert stats["accuracy_gap"][:, 1].std() > 0
+
+
+def test_the_binomial_chain_draws_the_multinomial_of_the_group_shares():
+    counts = np.array([[30, 0, 50, 20], [5, 5, 0, 90]])
+    boot, used = bootstrap_category_counts(counts, 20_000, np.random.default_rng(1))
+    assert used.tolist() == [0, 1, 2, 3]
+    shares = boot.mean(axis=0) / counts.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(shares, counts / 100, atol=0.005)
+    # multinomial variance n p (1 - p) and covariance -n p q of two categories
+    np.testing.assert_allclose(boot[:, 0, 0].var(), 100 * 0.3 * 0.7, rtol=0.05)
+    np.testing.assert_allclose(np.cov(boot[:, 0, 0], boot[:, 0, 2])[0, 1], -100 * 0.3 * 0.5,
+                               rtol=0.07)
 
 
 def test_interval_columns_verdicts_and_attrs_are_consistent():

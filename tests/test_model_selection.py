@@ -33,3 +33,20 @@ def test_gridsearch_refits_best_feasible(digits, digits_dense):
     results = search.cv_results_
     idx = search.best_index_
     assert -results["mean_test_max_excess_accuracy_gap"][idx] <= results["param_tolerance"][idx]
+
+
+def test_the_upper_bound_rule_needs_the_folds_to_agree():
+    """Candidate 0 meets ε on average but its folds disagree; candidate 1 is a little less
+    accurate and meets ε in every fold: the mean rule picks 0, the upper bound picks 1."""
+    results = {
+        "mean_test_accuracy": [0.95, 0.93],
+        "mean_test_max_excess_accuracy_gap": [-0.04, -0.04],
+        "split0_test_max_excess_accuracy_gap": [-0.00, -0.041],
+        "split1_test_max_excess_accuracy_gap": [-0.08, -0.039],
+        "split2_test_max_excess_accuracy_gap": [-0.04, -0.040],
+        "param_tolerance": [0.05, 0.05],
+    }
+    assert best_feasible()(results) == 0
+    assert best_feasible(bound="upper")(results) == 1
+    with pytest.raises(ValueError, match="'bound'"):
+        best_feasible(bound="max")

@@ -37,14 +37,20 @@ class FairnessSetup(Callback):
             return
         dataset_train, dataset_valid = net.get_split_datasets(X, y)
         n_groups = net.group_encoder_.n_groups
-        state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device)
+        state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device,
+                                    net.constraint_data)
         losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
         state.reference.fill(losses, correct, group_ids)
         self.check_dense_accuracy(float(state.reference.accuracy), y)
         if state.buffer is not None:  # small groups: ready once they hold all their samples
             state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
         if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
-            state.heldout_reference.fill(*per_sample_evaluation(net, net.dense_module_, dataset_valid))
+            losses, correct, valid_ids = per_sample_evaluation(net, net.dense_module_,
+                                                               dataset_valid)
+            state.heldout_reference.fill(losses, correct, valid_ids)
+            if state.heldout_buffer is not None:
+                state.heldout_buffer.limit_to_group_sizes_(
+                    torch.bincount(valid_ids, minlength=n_groups))
         masks = MaskSet()
         masks.target_sparsity = 0.0
         net.set_fairness_state_(state, masks)

@@ -71,10 +71,14 @@ class FairnessState(nn.Module):
         Whether the problem has multipliers.
     device : torch.device or str, optional
         Where tensors live.
+    heldout_buffer_size : int, default=0
+        Capacity per group of the held-out replay buffers, filled with one held-out batch per
+        training step when the dual step reads held-out data; 0: none.
     """
 
     def __init__(
-        self, num_groups: int, buffer_size: int, constrained: bool, device=None
+        self, num_groups: int, buffer_size: int, constrained: bool, device=None,
+        heldout_buffer_size: int = 0,
     ) -> None:
         super().__init__()
         self.num_groups = num_groups
@@ -92,10 +96,11 @@ class FairnessState(nn.Module):
         self.register_buffer("epoch_count", torch.zeros(num_groups, device=device))
         # the same on the held-out (validation) rows, against the dense model on those rows
         self.heldout_reference = DenseReference(num_groups, device)
-        for name in ("heldout_correct", "heldout_loss", "heldout_count",
-                     # the last completed held-out pass: what held-out constraints read
-                     "last_heldout_correct", "last_heldout_loss", "last_heldout_count"):
+        for name in ("heldout_correct", "heldout_loss", "heldout_count"):
             self.register_buffer(name, torch.zeros(num_groups, device=device))
+        # per-sample values of held-out batches, one batch per training step (Cotter et al.)
+        self.heldout_buffer = (ReplayBuffer(num_groups, heldout_buffer_size, device)
+                               if heldout_buffer_size > 0 else None)
 
     def multiplier_values(self) -> torch.Tensor:
         if self.multiplier is None:
@@ -139,14 +144,6 @@ class FairnessState(nn.Module):
         if heldout and loss is not None:
             self.heldout_loss.index_add_(0, group_ids, loss.detach().to(sums.dtype))
 
-    def last_heldout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-group accuracy and loss of the last completed held-out pass, the counts, and
-        which groups it saw (summed over data-parallel processes)."""
-        correct, loss, count = sum_over_processes(
-            self.last_heldout_correct, self.last_heldout_loss, self.last_heldout_count)
-        seen = count > 0
-        return correct / count.clamp(min=1), loss / count.clamp(min=1), count, seen
-
     @torch.no_grad()
     def epoch_excess_gaps(self, *, split: str = "train") -> torch.Tensor:
         """``ψ_g`` of the epoch's training predictions — train mode, as the model learns — or,
@@ -169,12 +166,7 @@ class FairnessState(nn.Module):
 
     @torch.no_grad()
     def reset_epoch(self) -> None:
-        """Start an epoch's sums; a held-out pass that saw groups becomes the last one."""
-        seen = self.heldout_count > 0
-        for last, current in ((self.last_heldout_correct, self.heldout_correct),
-                              (self.last_heldout_loss, self.heldout_loss),
-                              (self.last_heldout_count, self.heldout_count)):
-            last.copy_(torch.where(seen, current, last))
+        """Start an epoch's sums (training and held-out)."""
         for buffer in (self.epoch_correct, self.epoch_count, self.heldout_correct,
                        self.heldout_loss, self.heldout_count):
             buffer.zero_()
@@ -233,8 +225,9 @@ class FairnessProblem:
     state : FairnessState
         Multipliers, buffers and dense constants (with multipliers when constrained).
     dual_from_heldout : bool, default=False
-        Strict violations (dual step) from the last held-out pass instead of training
-        batches (Cotter et al., 2019); the primal step still uses the training batch's proxy.
+        Strict violations (dual step) from the held-out replay buffers, which receive one
+        held-out batch per training step, instead of training batches (Cotter et al., 2019:
+        "two datasets"); the primal step still uses the training batch's proxy.
     """
 
     constrained = True
@@ -264,6 +257,18 @@ class FairnessProblem:
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         """``(G,)`` violations the multipliers ascend along (0 for untrusted groups)."""
         raise NotImplementedError
+
+    def observe_heldout(self, group_ids: torch.Tensor, correct: torch.Tensor,
+                        loss: torch.Tensor) -> None:
+        """Add one held-out batch (eval mode, no gradient) to the held-out replay buffers
+        that the dual step reads with ``dual_from_heldout``; a no-op otherwise."""
+        buffer = self.state.heldout_buffer
+        if self.dual_from_heldout and buffer is not None:
+            buffer.update(group_ids, self.heldout_values(correct, loss))
+
+    def heldout_values(self, correct: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """What the held-out buffers keep of each row: its correctness (accuracy gaps)."""
+        return correct
 
     def primal_weights(self, stats: BatchGroupStats) -> torch.Tensor:
         """``μ_g``: the derivative of the multiplier terms ``Σ_g λ_g c_g`` of the primal
@@ -324,8 +329,9 @@ class CEAGProblem(FairnessProblem):
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         ref, buffer = self.state.reference, self.state.buffer
         if self.dual_from_heldout:
-            sparse, _, weights, trusted = self.state.last_heldout()
+            sparse, trusted = _buffer_estimates(self.state.heldout_buffer)
             ref = self.state.heldout_reference
+            weights = ref.group_frequency
         elif buffer is not None:
             buffer.update(inputs.group_ids, inputs.correct, stats.counts)
             sparse, trusted = _buffer_estimates(buffer)
@@ -354,6 +360,10 @@ class EqualizedLossProblem(FairnessProblem):
         #: ε_L, the half-width of the band around the overall loss (loss units)
         self.band = min(float(band), self.max_tolerance)
 
+    def heldout_values(self, correct: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """Held-out buffers of equalized loss keep per-sample losses."""
+        return loss
+
     def loss_gap(self, group_loss: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
         """The constraint of every group: ``|L_g − L| − ε_L`` (band) or ``L_g − L`` (signed)."""
         gap = group_loss - loss
@@ -370,9 +380,10 @@ class EqualizedLossProblem(FairnessProblem):
     def strict_violation(self, stats: BatchGroupStats, inputs: StepInputs) -> torch.Tensor:
         buffer = self.state.buffer
         if self.dual_from_heldout:
-            _, losses, counts, seen = self.state.last_heldout()
-            gap = self.loss_gap(losses, weighted_overall(losses, counts, seen))
-            return torch.where(seen, gap, torch.zeros_like(gap))
+            losses, trusted = _buffer_estimates(self.state.heldout_buffer)
+            frequency = self.state.heldout_reference.group_frequency
+            gap = self.loss_gap(losses, weighted_overall(losses, frequency, trusted))
+            return torch.where(trusted, gap, 0.0)
         if buffer is None:
             group_loss, loss, present = stats.group_loss.detach(), stats.loss.detach(), stats.present
             if is_distributed():

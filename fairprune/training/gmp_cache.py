@@ -79,9 +79,8 @@ def gmp_key(net, X, y, fit_params: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-#: What the cache stores of the end of the GMP phase (see :mod:`fairprune.training.state`):
-#: the last GMP epoch's held-out pass too, which held-out constraints start from.
-CACHED_PARTS = ("module", "masks", "optimizer", "history", "heldout_sums")
+#: What the cache stores of the end of the GMP phase (see :mod:`fairprune.training.state`).
+CACHED_PARTS = ("module", "masks", "optimizer", "history")
 
 
 def cache_directory(memory) -> Path | None:

@@ -14,6 +14,7 @@ from .phases import GMP
 __all__ = [
     "AUTO_DUAL_STEP",
     "AUTO_DUAL_STEP_EL",
+    "HELDOUT_BUFFER_SIZE",
     "METHODS",
     "auto_dual_lr",
     "is_constrained",
@@ -30,6 +31,8 @@ METHODS = ("ceag", "equalized_loss", "nft")
 AUTO_DUAL_STEP = 100.0
 #: The same for equalized loss, whose loss-gap violations rarely vanish.
 AUTO_DUAL_STEP_EL = 10.0
+#: Slots per group of the held-out buffers when ``replay_buffer_size=0`` (the paper's 40).
+HELDOUT_BUFFER_SIZE = 40
 
 
 def is_constrained(method: str) -> bool:
@@ -47,11 +50,16 @@ def auto_dual_lr(dual_lr, method: str, n_groups: int, steps_per_epoch: int,
 
 
 def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
-                        device) -> FairnessState:
-    """Multipliers (constrained methods), replay buffers and the dense reference."""
+                        device, constraint_data: str = "train") -> FairnessState:
+    """Multipliers (constrained methods), replay buffers, the dense reference and, when the
+    dual step reads held-out data, held-out buffers of :data:`HELDOUT_BUFFER_SIZE` slots
+    (``replay_buffer_size`` when buffers are on)."""
     constrained = is_constrained(method)
     buffer_size = replay_buffer_size if constrained else 0
-    return FairnessState(n_groups, buffer_size, constrained, device)
+    heldout = constrained and constraint_data == "heldout"
+    heldout_size = (replay_buffer_size or HELDOUT_BUFFER_SIZE) if heldout else 0
+    return FairnessState(n_groups, buffer_size, constrained, device,
+                         heldout_buffer_size=heldout_size)
 
 
 def make_problem(phase: str, state: FairnessState, *, tolerance: float,

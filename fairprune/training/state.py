@@ -25,9 +25,8 @@ __all__ = ["PARTS", "capture", "kept_if_no_epoch_runs", "restore"]
 
 #: What a snapshot can hold: the sparse model's weights, the fairness state (multipliers,
 #: replay buffers, dense reference, epoch sums), the optimizer's state, the pruning masks
-#: (tensors only), the history rows, and the held-out sums of the epoch in progress.
-PARTS = ("module", "fairness", "optimizer", "masks", "history", "heldout_sums")
-_HELDOUT_SUMS = ("heldout_correct", "heldout_loss", "heldout_count")
+#: (tensors only) and the history rows.
+PARTS = ("module", "fairness", "optimizer", "masks", "history")
 
 
 def _copy(value: Any, device) -> Any:
@@ -67,9 +66,6 @@ def capture(net, parts: Iterable[str], *, device=None) -> dict:
             state[part] = _copy(net.masks_.state_dict(), device)
         elif part == "history":
             state[part] = json.dumps(net.history.to_list(), default=_json_number)
-        elif part == "heldout_sums":
-            state[part] = {name: _copy(getattr(net.fairness_, name), device)
-                           for name in _HELDOUT_SUMS}
         else:
             raise ValueError(f"Unknown part {part!r} of a training state; known: {PARTS}.")
     return state
@@ -87,8 +83,6 @@ def restore(net, state: dict) -> None:
         net.fairness_.load_state_dict(state["fairness"])
     if "optimizer" in state:
         net.optimizer_.load_state_dict(state["optimizer"])
-    for name, value in state.get("heldout_sums", {}).items():
-        getattr(net.fairness_, name).copy_(value)
     if "masks" in state:
         masks = MaskSet()
         masks.load_state_dict(state["masks"])
