@@ -21,7 +21,8 @@ each method from NFT in test max psi_g and Psi_PW has its own interval, from res
 serve both methods' predictions on the same rows; it is marked significant (*) when that
 interval excludes 0.
 
-    python experiments/heldout_study.py          # about 30 minutes on 2 cores
+    python experiments/heldout_study.py --regimes "not overfit"  # about 50 minutes, 2 cores
+    python experiments/heldout_study.py          # both regimes of the face models (longer)
     python experiments/heldout_study.py --quick  # smoke form: an Adult subset, tiny schedules
 """
 
