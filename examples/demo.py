@@ -119,7 +119,7 @@ def main() -> None:
                            "display.float_format", "{:.3f}".format):
         print(f"\nDisparity on the training data (tolerance eps = {setting['tolerance']}):")
         print(table)
-        print(f"\nDisparity on the test data, with 95% intervals (paired, group-stratified "
+        print("\nDisparity on the test data, with 95% intervals (paired, group-stratified "
               "bootstrap of the test rows; verdict: the interval of psi_g above eps, at or "
               "below it, or across it):")
         print(test_table)

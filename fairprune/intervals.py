@@ -100,8 +100,9 @@ def statistics_of_counts(counts: np.ndarray, binary: bool,
     Per group (shape ``(..., n_groups)``): ``dense_accuracy``, ``sparse_accuracy``,
     ``accuracy_gap``, ``excess_accuracy_gap`` and, for binary targets, ``dense_tpr``,
     ``sparse_tpr``, ``dense_fpr``, ``sparse_fpr``, ``dense_selection_rate`` and
-    ``sparse_selection_rate``; summaries (shape ``(...)``): ``overall_gap``,
-    ``max_excess_accuracy_gap`` and ``pairwise_disparity``. The same function gives a report's
+    ``sparse_selection_rate``; summaries (shape ``(...)``): ``overall_dense_accuracy``,
+    ``overall_sparse_accuracy``, ``overall_gap``, ``max_excess_accuracy_gap`` and
+    ``pairwise_disparity``. The same function gives a report's
     values (the observed counts) and their bootstrap replicates (resampled counts).
     """
     counts = np.asarray(counts, dtype=np.float64)
@@ -126,8 +127,10 @@ def statistics_of_counts(counts: np.ndarray, binary: bool,
     }
     stats["accuracy_gap"] = stats["dense_accuracy"] - stats["sparse_accuracy"]
     stats["excess_accuracy_gap"] = excess_from_gaps(stats["accuracy_gap"], sizes)
-    stats["overall_gap"] = ((total["dense_correct"] - total["sparse_correct"]).sum(axis=-1)
-                            / np.maximum(sizes.sum(axis=-1), 1))
+    rows = np.maximum(sizes.sum(axis=-1), 1)
+    stats["overall_dense_accuracy"] = total["dense_correct"].sum(axis=-1) / rows
+    stats["overall_sparse_accuracy"] = total["sparse_correct"].sum(axis=-1) / rows
+    stats["overall_gap"] = stats["overall_dense_accuracy"] - stats["overall_sparse_accuracy"]
     max_excess, pairwise = disparity_of_excess(stats["excess_accuracy_gap"])
     stats["max_excess_accuracy_gap"], stats["pairwise_disparity"] = max_excess, pairwise
     if binary:

@@ -154,10 +154,8 @@ def disparity_report(
             "overall_gap": float(stats["overall_gap"]),
             "pairwise_disparity": stats["pairwise_disparity"],
             "max_excess_accuracy_gap": stats["max_excess_accuracy_gap"],
-            "dense_accuracy": float(counts.sum(axis=0) @ _right(n_categories, binary, "dense")
-                                    / max(n.sum(), 1)),
-            "sparse_accuracy": float(counts.sum(axis=0) @ _right(n_categories, binary, "sparse")
-                                     / max(n.sum(), 1)),
+            "dense_accuracy": float(stats["overall_dense_accuracy"]),
+            "sparse_accuracy": float(stats["overall_sparse_accuracy"]),
             "tolerance": tolerance,
             "n_violating": None if tolerance is None else int((excess > tolerance).sum()),
         }
@@ -172,12 +170,6 @@ def disparity_report(
             "from one sample of rows to another; read them with intervals (n_boot=1000) and "
             "with care.", SmallGroupWarning, stacklevel=2)
     return report
-
-
-def _right(n_categories: int, binary: bool, model: str) -> np.ndarray:
-    """Which categories of :func:`fairprune.intervals.row_categories` a model gets right."""
-    code = np.arange(n_categories) // 8 if binary else np.arange(n_categories)
-    return (code // 2 == 1 if model == "dense" else code % 2 == 1).astype(np.float64)
 
 
 def _check_bootstrap(n_boot, ci, random_state):
