@@ -128,6 +128,15 @@ class FairPrunedClassifier(NeuralNetClassifier):
         the most accurate (with ``method="nft"``, the paper's NFT+ES), or ``"fair"``: the
         most accurate whose held-out max ψ_g <= ε, else the lowest held-out max ψ_g. The
         chosen epoch (1-based) is in ``selected_epoch_``.
+    selection_bound : {"point", "upper"}, default="point"
+        What ``epoch_selection="fair"`` compares with ε: the held-out max ψ_g itself, or its
+        one-sided 95% upper bound (a paired, group-stratified bootstrap of the validation
+        rows, 1,000 resamples, as :meth:`disparity_report`), recorded per epoch as
+        ``valid_max_excess_accuracy_gap_upper``. ``"upper"`` keeps an epoch only when the
+        held-out rows leave little doubt that it meets ε; it runs the dense model on the
+        validation split every epoch too. The default stays the point estimate: with a
+        validation split of a few hundred rows per group the bound is several points wide
+        and often rules out every epoch (then the epoch with the lowest bound is kept).
     constraint_data : {"train", "heldout"}, default="train"
         Multipliers' estimates from training batches (the paper) or from held-out rows
         (Cotter et al., 2019; ``train_split`` required): every training step also runs one
@@ -180,8 +189,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
     fit_status_ : str
         How the fit ended: ``"ok"``; ``"tolerance_not_met"`` (CEAG with a training max ψ_g
         above ε: :class:`~fairprune.FairnessToleranceWarning`); ``"collapsed"`` (the sparse
-        model predicts one class, or no better than the majority class:
-        :class:`~fairprune.PrunedModelCollapseWarning`). Also in ``train_report_.attrs``.
+        model predicts one class, or keeps less than 10% of the dense model's accuracy above
+        the majority-class rate: :class:`~fairprune.PrunedModelCollapseWarning`). Also in ``train_report_.attrs``.
     fairness_ : FairnessState
         Multipliers, replay buffers, the dense reference and the epoch's sums (a module).
     optimizer_, dual_optimizer_ : torch.optim.Optimizer
@@ -230,6 +239,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         "loss_tolerance": [_NON_NEGATIVE],
         "loss_constraint": [StrOptions({"band", "equality"})],
         "epoch_selection": [None, StrOptions({"accuracy", "fair"})],
+        "selection_bound": [StrOptions({"point", "upper"})],
         "constraint_data": [StrOptions({"train", "heldout"})],
         "pruning": [StrOptions({"unstructured", "channel"})],
         "pruning_scope": [StrOptions({"layerwise", "global"})],
@@ -264,7 +274,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         dense_layers=("first", "last"),
         pruning_epochs=15, pruning_frequency=1, max_epochs=45,
         lr=0.01, batch_size=128, lr_milestones=(0.6, 0.8, 0.9), lr_gamma=0.1,
-        epoch_selection=None, constraint_data="train",
+        epoch_selection=None, selection_bound="point", constraint_data="train",
         random_state=0, memory=None, mixed_precision=None, device="cpu",
         criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD, train_split=None,
         **kwargs,
@@ -289,6 +299,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.epoch_selection = epoch_selection
+        self.selection_bound = selection_bound
         self.constraint_data = constraint_data
         self.random_state = random_state
         self.memory = memory
@@ -365,6 +376,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
                     f"The {name!r} parameter of {owner} is {value!r}, which needs held-out "
                     "training data, but 'train_split' is None. Pass train_split="
                     "skorch.dataset.ValidSplit(0.1, stratified=True, random_state=0).")
+        if self.selection_bound == "upper" and self.epoch_selection != "fair":
+            raise InvalidParameterError(
+                f"The 'selection_bound' parameter of {owner} is 'upper', which bounds the "
+                "held-out max excess accuracy gap of epoch_selection='fair'; got "
+                f"epoch_selection={self.epoch_selection!r}. Pass epoch_selection='fair', or "
+                "leave selection_bound='point'.")
         if not any(p.requires_grad for p in self.dense_module.parameters()):
             raise InvalidParameterError(
                 f"The 'dense_module' parameter of {owner} has no trainable parameters (none, "
@@ -752,12 +769,18 @@ class FairPrunedClassifier(NeuralNetClassifier):
         """skorch's validation step; also counts, per group, the held-out rows the sparse
         model gets right (for the held-out excess accuracy gaps and held-out constraints)."""
         step = super().validation_step(batch, **fit_params)
-        _, y_true, group_ids = batch_tensors(batch, self.device)
+        Xi, y_true, group_ids = batch_tensors(batch, self.device)
         if self.fairness_ is not None and group_ids is not None:
             logits = step["y_pred"]
             correct = (logits.argmax(dim=1) == y_true).float()
             loss = self.criterion_(logits, y_true).float()  # per sample (reduction="none")
-            self.fairness_.record(group_ids, correct, split="valid", loss=loss)
+            dense_correct = None
+            if self.selection_bound == "upper":  # paired rows for the bootstrap's bound
+                with torch.no_grad():
+                    dense_logits = forward(self.dense_module_, Xi, self.device)
+                dense_correct = dense_logits.argmax(dim=1) == y_true
+            self.fairness_.record(group_ids, correct, split="valid", loss=loss,
+                                  dense_correct=dense_correct)
         return step
 
     def infer(self, x, **fit_params):
@@ -936,10 +959,16 @@ def _look_like_probabilities(logits: torch.Tensor) -> bool:
                        atol=1e-4))
 
 
+#: A sparse model keeping less than this share of the dense model's accuracy above the
+#: majority-class rate has collapsed (``fit_status_ == "collapsed"``).
+COLLAPSE_LIFT = 0.1
+
+
 def _collapse(y_true: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> str | None:
     """What shows that the sparse model collapsed on the fit rows, or None: it predicts one
-    class for at least 99% of them while the dense model does not, or it is no more accurate
-    than always predicting the majority class while the dense model is."""
+    class for at least 99% of them while the dense model does not, or it keeps less than
+    :data:`COLLAPSE_LIFT` of the dense model's accuracy above the majority-class rate (at or
+    below that rate included) while the dense model has some."""
     majority = np.bincount(y_true).max() / len(y_true)
     sparse_share = np.bincount(sparse).max() / len(sparse)
     dense_share = np.bincount(dense).max() / len(dense)
@@ -948,7 +977,10 @@ def _collapse(y_true: np.ndarray, dense: np.ndarray, sparse: np.ndarray) -> str 
         top = int(np.bincount(sparse).argmax())
         return (f"it predicts class {top} for {sparse_share:.1%} of the training rows "
                 f"(the dense model: at most {dense_share:.1%} for one class)")
-    if sparse_accuracy <= majority < dense_accuracy:
-        return (f"its training accuracy {sparse_accuracy:.3f} is at or below the majority-class "
-                f"rate {majority:.3f} (the dense model: {dense_accuracy:.3f})")
+    if dense_accuracy > majority:
+        kept = (sparse_accuracy - majority) / (dense_accuracy - majority)
+        if kept < COLLAPSE_LIFT:
+            return (f"its training accuracy {sparse_accuracy:.3f} keeps {max(kept, 0.0):.0%} of "
+                    f"the dense model's lead over always predicting the majority class "
+                    f"(majority rate {majority:.3f}, dense model {dense_accuracy:.3f})")
     return None

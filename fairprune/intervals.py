@@ -29,7 +29,8 @@ import numpy as np
 from .metrics import disparity_of_excess, excess_from_gaps
 
 __all__ = ["MIN_GROUP_SIZE", "bootstrap_category_counts", "category_counts",
-           "percentile_interval", "row_categories", "statistics_of_counts"]
+           "max_excess_upper_bound", "percentile_interval", "row_categories",
+           "statistics_of_counts"]
 
 #: Groups with fewer rows are flagged ``small_group`` in a report and named in a warning.
 MIN_GROUP_SIZE = 30
@@ -165,3 +166,21 @@ def percentile_interval(replicates: np.ndarray, ci: float) -> tuple[np.ndarray, 
         upper = np.take_along_axis(ordered, above[None], axis=0)[0]
         bounds.append(lower + (position - below) * np.where(above > below, upper - lower, 0.0))
     return bounds[0], bounds[1]
+
+
+def max_excess_upper_bound(pair_counts: np.ndarray, *, level: float = 0.95,
+                           n_boot: int = 1000, random_state: int | None = 0) -> float:
+    """One-sided upper bound of ``max_g ψ_g`` at ``level``: the ``level`` quantile of its
+    paired, group-stratified bootstrap (the report's resampling) from ``(n_groups, 4)``
+    counts of rows per group and category ``2 · dense right + sparse right``. NaN without
+    rows. Like the report's interval of the maximum, it says how far the maximum moves with
+    the rows, not a calibrated bound (see the module's notes).
+    """
+    counts = np.asarray(pair_counts, dtype=np.int64)
+    if counts.sum() == 0:
+        return float("nan")
+    resampled, used = bootstrap_category_counts(counts, n_boot, np.random.default_rng(random_state))
+    replicates = statistics_of_counts(resampled, binary=False,
+                                      categories=used)["max_excess_accuracy_gap"]
+    replicates = replicates[~np.isnan(replicates)]
+    return float(np.quantile(replicates, level)) if replicates.size else float("nan")

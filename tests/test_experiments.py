@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support import make_utkface_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +78,19 @@ def test_heldout_study_smoke_form(tmp_path):
                                                 "adult native-country, 99%"}
     assert "| adult race x sex, 99%" in (tmp_path / "heldout_study.md").read_text()
     assert (tmp_path / "heldout_study.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not ADULT.exists(), reason="UCI Adult is not in ../shared/data")
+def test_adult_probe_quick_form(tmp_path):
+    """The Adult demo's probe: every run of its table, with the evidence columns."""
+    run("adult_probe.py", ["--quick", "--out", str(tmp_path)], tmp_path)
+    result = json.loads((tmp_path / "adult_probe_quick.json").read_text())
+    runs = {row["run"]: row for row in result["runs"]}
+    assert len(runs) == 16 and "CEAG, first & last layers dense" in runs
+    for row in runs.values():
+        assert 0 <= row["accuracy"] <= 1 and row["fit_status"] in {
+            "ok", "collapsed", "tolerance_not_met"}
+    kept = runs["NFT, first & last layers dense"]["sparsity_of_all_weights"]
+    assert kept < runs["NFT"]["sparsity_of_all_weights"] == pytest.approx(0.99, abs=0.01)
+    assert "`python experiments/adult_probe.py --quick`" in (
+        tmp_path / "adult_probe_quick.md").read_text()

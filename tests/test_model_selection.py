@@ -50,3 +50,31 @@ def test_the_upper_bound_rule_needs_the_folds_to_agree():
     assert best_feasible(bound="upper")(results) == 1
     with pytest.raises(ValueError, match="'bound'"):
         best_feasible(bound="max")
+
+
+def test_compare_candidates_pairs_the_folds():
+    """Candidates 0 and 1 differ by the same amount in every fold: their paired difference is
+    told apart from 0 though their own intervals overlap; 1 and 2 differ only by noise. The
+    intervals are Student's t with the corrected k-fold standard error."""
+    from scipy.stats import t
+
+    from fairprune.model_selection import compare_candidates
+
+    folds = np.array([[0.02, 0.06, 0.03], [0.03, 0.07, 0.04], [0.04, 0.05, 0.05]])
+    results = {"param_tolerance": [0.0, 0.01, 0.05]}
+    for i in range(3):
+        results[f"split{i}_test_max_excess_accuracy_gap"] = list(-folds[:, i])
+    candidates, differences = compare_candidates(results)
+    assert list(candidates["candidate"]) == [0.0, 0.01, 0.05]
+    np.testing.assert_allclose(candidates["mean"], folds.mean(axis=1))
+    half = t.ppf(0.975, 2) * np.sqrt((1 / 3 + 1 / 2) * folds.var(axis=1, ddof=1))
+    np.testing.assert_allclose(candidates["ci_high"] - candidates["mean"], half)
+    assert candidates.loc[0, "ci_high"] > candidates.loc[1, "ci_low"]  # overlapping
+    row = differences.set_index(["a", "b"]).loc[(0.0, 0.01)]
+    assert row["difference"] == pytest.approx(-0.01) and bool(row["distinguishable"])
+    assert not differences.set_index(["a", "b"]).loc[(0.01, 0.05), "distinguishable"]
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        compare_candidates({"param_tolerance": [0.0],
+                            "split0_test_max_excess_accuracy_gap": [-0.1]})
+    with pytest.raises(ValueError, match="'param_eps' is not in cv_results_"):
+        compare_candidates(results, param="param_eps")

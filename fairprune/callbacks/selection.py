@@ -7,6 +7,9 @@ import math
 
 from skorch.callbacks import Callback
 
+import numpy as np
+
+from ..intervals import max_excess_upper_bound
 from ..training.phases import is_fine_tuning_epoch
 from ..training.state import capture, restore
 
@@ -19,7 +22,10 @@ class EpochSelection(Callback):
     ``"accuracy"``: the highest validation accuracy (the paper's NFT+ES, on held-out training
     data). ``"fair"``: the most accurate epoch among those whose held-out max ψ_g
     (``valid_max_excess_accuracy_gap``) is within the tolerance, else the epoch with the lowest held-out
-    max ψ_g — the rule of :func:`fairprune.model_selection.best_feasible`, per epoch.
+    max ψ_g — the rule of :func:`fairprune.model_selection.best_feasible`, per epoch. With
+    ``selection_bound="upper"`` the held-out max ψ_g's one-sided 95% bootstrap upper bound
+    (``valid_max_excess_accuracy_gap_upper`` in the history, seeded by ``random_state`` and
+    the epoch) takes the point estimate's place, in feasibility and in the fallback.
 
     Only epochs after GMP are candidates (earlier ones are less sparse than asked). The
     weights and fairness state of the best epoch so far are copied at its end and restored at
@@ -35,6 +41,11 @@ class EpochSelection(Callback):
         if net.epoch_selection is None:
             return
         epoch = len(net.history)  # 1-based number of the epoch that just ended
+        if net.selection_bound == "upper":
+            pairs = net.fairness_.heldout_pair_counts().cpu().numpy()
+            seed = None if net.random_state is None else net.random_state * 1_000_003 + epoch
+            net.history.record("valid_max_excess_accuracy_gap_upper",
+                               max_excess_upper_bound(np.rint(pairs), random_state=seed))
         score = self.score(net, net.history[-1])
         is_candidate = is_fine_tuning_epoch(net, epoch - 1) and score is not None
         best = getattr(self, "best_", None)
@@ -52,7 +63,9 @@ class EpochSelection(Callback):
             return None
         if net.epoch_selection == "accuracy":
             return (float(accuracy),)
-        disparity = row.get("valid_max_excess_accuracy_gap")
+        disparity = row.get("valid_max_excess_accuracy_gap_upper"
+                            if net.selection_bound == "upper"
+                            else "valid_max_excess_accuracy_gap")
         if disparity is None or not math.isfinite(disparity):
             return None
         feasible = disparity <= net.tolerance

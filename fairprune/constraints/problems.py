@@ -98,6 +98,10 @@ class FairnessState(nn.Module):
         self.heldout_reference = DenseReference(num_groups, device)
         for name in ("heldout_correct", "heldout_loss", "heldout_count"):
             self.register_buffer(name, torch.zeros(num_groups, device=device))
+        # held-out rows per group and category 2·(dense right) + (sparse right), when the
+        # validation step runs the dense model too (an upper bound of the held-out max ψ_g)
+        self.register_buffer("heldout_pairs", torch.zeros(num_groups, 4, device=device),
+                             persistent=False)
         # per-sample values of held-out batches, one batch per training step (Cotter et al.)
         self.heldout_buffer = (ReplayBuffer(num_groups, heldout_buffer_size, device)
                                if heldout_buffer_size > 0 else None)
@@ -128,10 +132,11 @@ class FairnessState(nn.Module):
     @torch.no_grad()
     def record(self, group_ids: torch.Tensor, correct: torch.Tensor, *,
                split: str = "train", loss: torch.Tensor | None = None,
-               batch_counts: torch.Tensor | None = None) -> None:
-        """Add a batch's per-sample correctness (and, for ``split="valid"``, losses) to the
-        epoch's sums of that split; ``batch_counts`` (samples per group) saves counting them
-        again."""
+               batch_counts: torch.Tensor | None = None,
+               dense_correct: torch.Tensor | None = None) -> None:
+        """Add a batch's per-sample correctness (and, for ``split="valid"``, losses and the
+        dense model's correctness on the same rows) to the epoch's sums of that split;
+        ``batch_counts`` (samples per group) saves counting them again."""
         heldout = _is_valid(split)
         sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
                         else (self.epoch_correct, self.epoch_count))
@@ -143,6 +148,10 @@ class FairnessState(nn.Module):
             counts.add_(batch_counts)
         if heldout and loss is not None:
             self.heldout_loss.index_add_(0, group_ids, loss.detach().to(sums.dtype))
+        if heldout and dense_correct is not None:
+            category = 2 * dense_correct.long() + (correct > 0.5).long()
+            self.heldout_pairs.view(-1).index_add_(
+                0, group_ids * 4 + category, torch.ones_like(correct, dtype=self.heldout_pairs.dtype))
 
     @torch.no_grad()
     def epoch_excess_gaps(self, *, split: str = "train") -> torch.Tensor:
@@ -165,10 +174,17 @@ class FairnessState(nn.Module):
         return sum_over_processes(self.epoch_correct, self.epoch_count)
 
     @torch.no_grad()
+    def heldout_pair_counts(self) -> torch.Tensor:
+        """``(num_groups, 4)`` held-out rows this epoch per group and category
+        ``2 · dense right + sparse right`` (zeros unless the validation step recorded the
+        dense model's correctness), summed over data-parallel processes."""
+        return sum_over_processes(self.heldout_pairs)[0]
+
+    @torch.no_grad()
     def reset_epoch(self) -> None:
         """Start an epoch's sums (training and held-out)."""
         for buffer in (self.epoch_correct, self.epoch_count, self.heldout_correct,
-                       self.heldout_loss, self.heldout_count):
+                       self.heldout_loss, self.heldout_count, self.heldout_pairs):
             buffer.zero_()
 
 

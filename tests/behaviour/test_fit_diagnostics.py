@@ -82,3 +82,25 @@ def test_a_collapse_to_one_class_is_said_with_its_evidence(digits, digits_dense)
         clf.fit(X, y, groups=y)
     assert clf.fit_status_ == "collapsed"
     assert (clf.predict(X) == 0).all()
+
+
+def test_a_model_that_keeps_almost_none_of_the_dense_models_lead_has_collapsed():
+    """The rule behind ``fit_status_ == "collapsed"`` beyond one class: a sparse model close
+    to the majority-class rate while the dense model is well above it (the Adult demo's case
+    with every layer pruned at 99%: 0.768 against a majority rate of 0.759 and a dense 0.870)."""
+    from fairprune.estimator import _collapse
+
+    y = np.array([0] * 76 + [1] * 24)  # majority rate 0.76
+    dense = y.copy()
+    dense[:10] = 1 - dense[:10]  # 0.90: a lead of 0.14 over the majority rate
+    barely = np.zeros_like(y)
+    barely[76:78] = 1  # right on 2 of the positives ...
+    barely[:2] = 1  # ... and wrong on 2 negatives: 0.76, none of the lead kept
+    assert "keeps 0% of the dense model's lead" in _collapse(y, dense, barely)
+    some = y.copy()
+    some[:5] = 1 - some[:5]
+    some[76:88] = 0  # 0.83: keeps 50% of the lead
+    assert _collapse(y, dense, some) is None
+    assert _collapse(y, y.copy(), y.copy()) is None  # a perfect model keeps all of it
+    untrained = np.zeros_like(y)  # a dense model with no lead: nothing to lose
+    assert _collapse(y, untrained, untrained.copy() + (np.arange(100) == 99)) is None

@@ -268,3 +268,44 @@ def test_fair_epoch_selection_keeps_the_most_accurate_feasible_epoch(digits, dig
         Xv, yv = X[valid.indices], y[valid.indices]
         assert float((clf.predict(Xv) == yv).mean()) == pytest.approx(acc[expected])
         assert clf.sparsity_ == pytest.approx(0.95, abs=1e-3)
+
+
+def test_fair_epoch_selection_on_the_upper_bound(digits, digits_dense):
+    """selection_bound="upper": feasibility and the fallback read the held-out max ψ_g's
+    bootstrap upper bound, computed from the dense and sparse models' paired predictions on
+    the validation rows (recomputed here from the restored epoch's predictions)."""
+    from fairprune.intervals import max_excess_upper_bound
+
+    X, y = digits
+    split = ValidSplit(0.3, stratified=True, random_state=0)
+    clf = FairPrunedClassifier(
+        digits_dense, method="nft", epoch_selection="fair", selection_bound="upper",
+        tolerance=0.05, sparsity=0.95, dense_layers=(), pruning_epochs=2, max_epochs=6,
+        lr=0.3, verbose=0, train_split=split)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y, groups=y)
+    point = np.array(clf.history[:, "valid_max_excess_accuracy_gap"])
+    upper = np.array(clf.history[:, "valid_max_excess_accuracy_gap_upper"])
+    assert np.all(upper >= point - 1e-12) and np.any(upper > point)
+    acc = np.array(clf.history[:, "valid_acc"])[2:]
+    feasible = upper[2:] <= clf.tolerance
+    expected = (int(np.flatnonzero(feasible)[np.argmax(acc[feasible])]) if feasible.any()
+                else int(np.argmin(upper[2:])))
+    assert clf.selected_epoch_ == 2 + expected + 1
+    _, valid = split(X, y)
+    Xv, yv = X[valid.indices], y[valid.indices]
+    codes = np.searchsorted(clf.groups_, yv)
+    category = 2 * (clf.predict_dense(Xv) == yv) + (clf.predict(Xv) == yv)
+    pairs = np.zeros((len(clf.groups_), 4))
+    np.add.at(pairs, (codes, category), 1)
+    seed = clf.random_state * 1_000_003 + clf.selected_epoch_
+    assert max_excess_upper_bound(pairs, random_state=seed) == pytest.approx(
+        upper[clf.selected_epoch_ - 1])
+
+
+def test_upper_selection_bound_needs_fair_selection(digits, digits_dense):
+    X, y = digits
+    with pytest.raises(ValueError, match="selection_bound.*epoch_selection='fair'"):
+        FairPrunedClassifier(digits_dense, epoch_selection="accuracy", selection_bound="upper",
+                             train_split=ValidSplit(0.2), verbose=0).fit(X, y, groups=y)
