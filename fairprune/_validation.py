@@ -106,8 +106,47 @@ def check_features(estimator, X: Any, *, reset: bool) -> Any:
     elif not isinstance(X, (np.ndarray, torch.Tensor, Mapping)) and not is_dataset(X):
         X = np.asarray(X)
     if isinstance(X, (np.ndarray, pd.DataFrame)):
-        return validate_data(estimator, X, reset=reset, dtype=KEPT_DTYPES, allow_nd=True)
-    _check_finite_tensors(X)
+        try:
+            X = validate_data(estimator, X, reset=reset, dtype=KEPT_DTYPES, allow_nd=True)
+        except ValueError as exc:
+            if "could not convert" not in str(exc):
+                raise
+            raise ValueError(f"X must be numeric (encode text columns first, e.g. a "
+                             f"ColumnTransformer in a Pipeline); {exc}.") from None
+    else:
+        _check_finite_tensors(X)
+    return _check_input_spec(estimator, X, reset=reset)
+
+
+def _check_input_spec(estimator, X: Any, *, reset: bool) -> Any:
+    """Record (``reset=True``) or check the per-sample shape and dtype kind of array and
+    tensor inputs: later calls get the width ``fit`` saw or a ``ValueError`` naming X, and an
+    integer or float64 input to a model fitted on float32 is converted to float32, as
+    scikit-learn's estimators convert any numeric X to their floating dtype."""
+    if not isinstance(X, (np.ndarray, torch.Tensor)):
+        return X
+    dtype = str(X.dtype).replace("torch.", "")
+    if reset:
+        estimator.input_spec_ = (tuple(X.shape[1:]), dtype)
+        return X
+    spec = getattr(estimator, "input_spec_", None)
+    if spec is None:
+        return X
+    shape, fitted_dtype = spec
+    if X.ndim != len(shape) + 1:
+        hint = (" Reshape one sample with X.reshape(1, -1)." if X.ndim == len(shape) else "")
+        raise ValueError(
+            f"X must have {len(shape) + 1} dimensions (n_samples, *{list(shape)}) as in fit; "
+            f"got shape {tuple(X.shape)}.{hint}")
+    if tuple(X.shape[1:]) != shape:
+        raise ValueError(
+            f"X has per-sample shape {tuple(X.shape[1:])}, but {type(estimator).__name__} was "
+            f"fitted on per-sample shape {shape} (n_features_in_ differs).")
+    if fitted_dtype == "float32" and dtype != "float32":
+        if isinstance(X, torch.Tensor) and not X.dtype.is_complex:
+            return X.to(torch.float32)
+        if isinstance(X, np.ndarray) and np.issubdtype(X.dtype, np.number):
+            return X.astype(np.float32)
     return X
 
 

@@ -144,7 +144,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
         held-out replay buffers, which drive the dual step while the weights learn from
         training data only. Costs one evaluation forward pass per step.
     random_state : int or None, default=0
-        Seed of shuffling and module randomness, in a forked RNG. Same seed, same CPU result.
+        Seed in [0, 2**32 - 1] (as scikit-learn's) of shuffling and module randomness, in a
+        forked RNG. Same seed, same CPU result.
     memory : None, str, path or joblib.Memory, default=None
         Cache of the GMP phase (as ``memory`` of a scikit-learn ``Pipeline``). GMP does not
         depend on ``tolerance``, ``method`` or the dual parameters, so a grid search over ε
@@ -186,6 +187,11 @@ class FairPrunedClassifier(NeuralNetClassifier):
         :meth:`disparity_report` of the final model on the training data.
     selected_epoch_ : int
         With ``epoch_selection``: the 1-based number of the epoch kept.
+    run_params_ : dict
+        The parameters that define the run (sparsity, method, pruning and groups settings)
+        as the fresh fit saw them; a warm start or ``partial_fit`` refuses to continue with
+        other values. ``tolerance``, the loss-constraint parameters, ``max_multiplier_sum``
+        and a numeric ``dual_lr`` may change between calls and act from the next step.
     fit_status_ : str
         How the fit ended: ``"ok"``; ``"tolerance_not_met"`` (CEAG with a training max ψ_g
         above ε: :class:`~fairprune.FairnessToleranceWarning`); ``"collapsed"`` (the sparse
@@ -251,7 +257,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr_milestones": [None, tuple, list],
         "lr_gamma": [Interval(Real, 0, 1, closed="right")],  # a decay factor
-        "random_state": [None, Interval(Integral, 0, None, closed="left")],
+        # as sklearn.utils.check_random_state: a 32-bit seed (epoch seeds derive from it)
+        "random_state": [None, Interval(Integral, 0, 2**32 - 1, closed="both")],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "mixed_precision": [None, StrOptions(set(MIXED_PRECISION))],
     }
@@ -421,7 +428,18 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 param.requires_grad_(False)
         self.dense_module_ = dense
         self.module_ = copy.deepcopy(self.dense_module).to(self.device)
+        # the user's module (a parameter) and the multipliers' optimizer pickle in skorch's
+        # device-aware part too: a model pickled on a GPU loads on a CPU, and the optimizer
+        # keeps stepping the very multipliers of the fairness state after a round trip
+        self._pickle_with_device_mapping("dense_module", "dual_optimizer_")
         return self
+
+    def _pickle_with_device_mapping(self, *names: str) -> None:
+        """Add ``names`` to skorch's ``cuda_dependent_attributes_`` (pickled together, loaded
+        onto the machine's device)."""
+        missing = [name for name in names if name not in self.cuda_dependent_attributes_]
+        if missing:
+            self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, *missing]
 
     def initialize_criterion(self):
         kwargs = self.get_params_for("criterion")
@@ -455,6 +473,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
         """Install the multipliers' optimizer (registered for ``f_dual_optimizer``)."""
         with self._current_init_context("optimizer"):
             self.dual_optimizer_ = optimizer
+        self._pickle_with_device_mapping("dual_optimizer_")
         self.engines_ = {}
 
     def set_masks_(self, masks: MaskSet) -> None:
@@ -549,6 +568,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 "locator (groups='column', groups=['a', 'b'] or groups=by_target), or route "
                 "them with set_fit_request(sensitive_features=True) under metadata routing.")
         fresh = self.fairness_ is None
+        if fresh:
+            self.run_params_ = {name: getattr(self, name) for name in _RUN_DEFINING}
+        else:
+            self._check_continuation()
         features = self._features(X, reset=fresh)
         if len(labels) != n_samples(features):
             raise ValueError(
@@ -571,6 +594,27 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 f"'classes' must be the dense module's classes 0 .. {self.n_classes_ - 1} (its "
                 f"{self.n_classes_} outputs); got {np.unique(classes).tolist()[:10]}.")
         return pack_groups(features, self.group_encoder_.transform(labels)), y
+
+    def _check_continuation(self) -> None:
+        """A fit that continues (``warm_start``, ``partial_fit``) continues the same run:
+        a changed parameter that defines the run (:data:`_RUN_DEFINING`) is refused, and a
+        new numeric ``dual_lr`` is applied to the multipliers' optimizer (the tolerance and
+        the other constraint parameters reach the next step through :meth:`engine_for`)."""
+        recorded = self.__dict__.get("run_params_") or {}
+        changed = {name: (old, getattr(self, name)) for name, old in recorded.items()
+                   if not _same_value(old, getattr(self, name))}
+        if changed:
+            what = "; ".join(f"{name} was {old!r}, is now {new!r}"
+                             for name, (old, new) in changed.items())
+            raise ValueError(
+                f"{type(self).__name__} cannot continue its fit with other run parameters "
+                f"({what}): a warm start or partial_fit continues the same pruning run. Set "
+                "them back, or fit afresh (warm_start=False, or sklearn.base.clone(clf)).")
+        optimizer = getattr(self, "dual_optimizer_", None)
+        if optimizer is not None and self.dual_lr != "auto" and self.dual_lr != self.dual_lr_:
+            for group in optimizer.param_groups:
+                group["lr"] = float(self.dual_lr)
+            self.dual_lr_ = float(self.dual_lr)
 
     def _features(self, X, *, reset: bool):
         """X without the locator's group columns, checked (``reset=True`` in fit records
@@ -726,7 +770,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
 
     def engine_for(self, phase: str) -> FineTuningEngine:
         """The training step of ``phase`` (rebuilt when the optimizer or masks change)."""
-        key = (phase, id(self.optimizer_), id(self.masks_))
+        key = (phase, id(self.optimizer_), id(self.masks_),
+               id(getattr(self, "dual_optimizer_", None)), id(self.grad_scaler_),
+               self.tolerance, self.loss_tolerance, self.loss_constraint,
+               self.max_multiplier_sum)
         engine = self.engines_.get(key)
         if engine is None:
             problem = make_problem(phase, self.fairness_, tolerance=self.tolerance,
@@ -957,6 +1004,24 @@ def _look_like_probabilities(logits: torch.Tensor) -> bool:
     return bool((logits >= 0).all()) and bool(
         torch.allclose(logits.sum(dim=1), torch.ones(len(logits), device=logits.device),
                        atol=1e-4))
+
+
+#: Parameters that define a run: a fit that continues it (warm start, ``partial_fit``)
+#: refuses a change of any of them (:meth:`FairPrunedClassifier._check_continuation`).
+_RUN_DEFINING = ("sparsity", "method", "pruning", "pruning_scope", "dense_layers",
+                 "pruning_epochs", "pruning_frequency", "replay_buffer_size",
+                 "constraint_data", "dual_optimizer", "groups", "mixed_precision")
+
+
+def _same_value(a, b) -> bool:
+    """Equality of two parameter values that never raises (tuples and lists of layer names
+    compare as sequences)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays or objects without a plain equality
+        return a is b
 
 
 #: A sparse model keeping less than this share of the dense model's accuracy above the

@@ -44,7 +44,8 @@ def best_feasible(
         ``cv_results_`` column holding each candidate's ε (for a Pipeline, e.g.
         ``"param_fairprunedclassifier__tolerance"``).
     default_tolerance : float, optional
-        ε for every candidate when the grid does not vary the tolerance.
+        ε for every candidate when the grid does not vary the tolerance, and for the
+        candidates of a list-of-dicts grid that do not set it.
     bound : {"mean", "upper"}, default="mean"
         Which statistic of the folds' disparity must meet ε.
     confidence : float, default=0.95
@@ -82,7 +83,16 @@ def best_feasible(
         if bound == "upper":
             gap = gap + _upper_margin(cv_results, disparity, confidence)
         if tolerance_param in cv_results:
-            tol = np.asarray(np.ma.filled(cv_results[tolerance_param], np.nan), dtype=float)
+            column = cv_results[tolerance_param]
+            unset = np.ma.getmaskarray(column)
+            tol = np.asarray(np.ma.filled(column, np.nan), dtype=float)
+            if unset.any():  # a list-of-dicts grid where some candidates do not set it
+                if default_tolerance is None:
+                    raise ValueError(
+                        f"best_feasible: candidates {np.flatnonzero(unset).tolist()} have no "
+                        f"{tolerance_param!r} (their grid does not set it); pass "
+                        "default_tolerance=<the estimator's tolerance> for them.")
+                tol[unset] = float(default_tolerance)
         elif default_tolerance is not None:
             tol = np.full_like(acc, float(default_tolerance))
         else:

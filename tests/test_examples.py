@@ -25,7 +25,8 @@ def test_quickstart(tmp_path):
 
 def test_gridsearch_tolerance(tmp_path):
     out = run("gridsearch_tolerance.py", "--quick", cwd=tmp_path)
-    assert "mean_test_max_excess_accuracy_gap" in out and "refit on candidate" in out
+    assert "psi_low" in out and "distinguishable" in out and "refit on candidate" in out
+    assert "Tolerances the folds tell apart:" in out and "[95% interval" in out
 
 
 def test_many_groups(tmp_path):

@@ -78,3 +78,16 @@ def test_compare_candidates_pairs_the_folds():
                             "split0_test_max_excess_accuracy_gap": [-0.1]})
     with pytest.raises(ValueError, match="'param_eps' is not in cv_results_"):
         compare_candidates(results, param="param_eps")
+
+
+def test_a_candidate_whose_grid_does_not_set_the_tolerance_is_not_dropped():
+    """A list-of-dicts grid leaves param_tolerance masked for some candidates: they take
+    default_tolerance, and without it the rule says which candidates lack one."""
+    results = {
+        "mean_test_accuracy": [0.90, 0.95],
+        "mean_test_max_excess_accuracy_gap": [-0.01, -0.03],
+        "param_tolerance": np.ma.masked_array([0.02, 0.0], mask=[False, True]),
+    }
+    assert best_feasible(default_tolerance=0.05)(results) == 1
+    with pytest.raises(ValueError, match=r"candidates \[1\] have no 'param_tolerance'"):
+        best_feasible()(results)

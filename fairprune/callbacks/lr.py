@@ -45,3 +45,10 @@ class MilestoneLR(LRScheduler):
     def on_epoch_end(self, net, **kwargs):
         pass  # the rate of the next epoch is set when it begins
 
+    def __getstate__(self):
+        # rebuilt every epoch; pickled, it would carry a copy of the optimizer outside
+        # skorch's device-aware pickling (a model pickled on a GPU would not load on a CPU)
+        state = self.__dict__.copy()
+        state["lr_scheduler_"] = None
+        return state
+
