@@ -4,7 +4,9 @@ UTKFace (Zhang, Song and Qi, CVPR 2017) names every image ``[age]_[gender]_[race
 (the aligned-and-cropped release appends ``.chip.jpg``). :func:`load_utkface` reads the labels
 from the names, decodes and resizes the images with Pillow, and stores the decoded
 ``uint8`` array under a data home (``$FAIRPRUNE_DATA``, else the user cache folder), keyed by
-the file names and sizes and the resolution: a second load of the same folder reads one file.
+the folder, each file's name, size, modification time and inode, and the resolution: a second
+load of the same, unchanged folder reads one file; a changed file or another folder decodes
+again. Entries are ``.npz`` files read without pickles.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,7 +38,7 @@ UTKFACE_GENDERS = {0: "Male", 1: "Female"}
 #: Lower edges of the age buckets of the paper's code (9 buckets: <10, 10-14, ..., 60+).
 UTKFACE_AGE_BUCKETS = (10, 15, 20, 25, 30, 40, 50, 60)
 UTKFACE_TARGETS = ("race", "gender", "age_bucket")
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
@@ -58,23 +62,57 @@ def _age_bucket_labels() -> list[str]:
     return labels + [f"{edges[-1]}+"]
 
 
-def _parse_names(folder: Path) -> tuple[list[os.DirEntry], int]:
-    """Image files whose names follow the format, sorted by name; and the count skipped."""
+class _ImageFile(NamedTuple):
+    """A file whose name follows the format: its name, path and ``os.stat`` (links followed)."""
+
+    name: str
+    path: str
+    stat: os.stat_result
+
+
+#: ``[age]_[gender]_[race]_...jpg`` with ASCII digits; an age of at most 3 digits
+_NAME = re.compile(r"^([0-9]{1,3})_([0-9])_([0-9])_.*\.jpg$")
+
+
+def _parse_names(folder: Path) -> tuple[list[_ImageFile], int]:
+    """Image files whose names follow the format, sorted by name; and the count skipped.
+
+    Skipped and counted: names out of the format (non-ASCII digits, ages of more than three
+    digits, unknown gender or race codes), links that lead nowhere or in a loop, and entries
+    that cannot be read. A folder reached twice (a link to a parent) is walked once.
+    """
     entries, skipped = [], 0
-    stack = [folder]
+    stack, seen = [folder], set()
     while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
+        current = stack.pop()
+        try:
+            info = current.stat()
+        except OSError:
+            skipped += 1
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        try:
+            listing = list(os.scandir(current))
+        except OSError:  # a folder that cannot be listed
+            skipped += 1
+            continue
+        for entry in listing:
+            try:
                 if entry.is_dir():
                     stack.append(Path(entry.path))
-                elif entry.name.endswith(".jpg"):
-                    parts = entry.name.split("_")
-                    if (len(parts) >= 4 and all(p.isdigit() for p in parts[:3])
-                            and int(parts[1]) in UTKFACE_GENDERS
-                            and int(parts[2]) in UTKFACE_RACES):
-                        entries.append(entry)
-                    else:
-                        skipped += 1
+                    continue
+                if not entry.name.endswith(".jpg"):
+                    continue
+                match = _NAME.match(entry.name)
+                if (match is None or int(match[2]) not in UTKFACE_GENDERS
+                        or int(match[3]) not in UTKFACE_RACES):
+                    skipped += 1
+                    continue
+                entries.append(_ImageFile(entry.name, entry.path, entry.stat()))
+            except OSError:  # a dangling link, a link loop, an unreadable entry
+                skipped += 1
     entries.sort(key=lambda e: (e.name, e.path))
     return entries, skipped
 
@@ -111,28 +149,35 @@ def _decode(paths: list[str], image_size: int) -> tuple[np.ndarray, np.ndarray]:
                 rgb = image.convert("RGB").resize((image_size, image_size),
                                                   Image.Resampling.BILINEAR)
                 out[i] = np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            keep[i] = False
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+                ValueError):
+            keep[i] = False  # not a JPEG, damaged, or a decompression bomb
     return out[keep], keep
 
 
-def _cache_key(entries: list[os.DirEntry], image_size: int) -> str:
-    listing = [(e.name, e.stat().st_size) for e in entries]
-    payload = json.dumps([_CACHE_VERSION, image_size, listing]).encode()
-    return hashlib.sha256(payload).hexdigest()[:32]
+def _cache_key(folder: Path, entries: list[_ImageFile], image_size: int) -> str:
+    """SHA-256 of what the decoded images depend on: the folder (resolved), and each file's
+    name, size, modification time (ns), inode and device. A file replaced in place, even with
+    the same size, or a second folder with the same listing, gets another key."""
+    listing = [(e.name, e.stat.st_size, e.stat.st_mtime_ns, e.stat.st_ino, e.stat.st_dev)
+               for e in entries]
+    payload = json.dumps([_CACHE_VERSION, image_size, str(folder.resolve()), listing]).encode()
+    return hashlib.sha256(payload).hexdigest()
 
 
-def _read_cache(path: Path, n: int, image_size: int):
+def _read_cache(path: Path, n: int, image_size: int, key: str):
     try:
         with np.load(path, allow_pickle=False) as stored:
             images, kept = stored["images"], stored["kept"]
+            recorded = str(stored["key"]) if "key" in stored.files else None
     except (FileNotFoundError, NotADirectoryError):  # no entry yet
         return None
     except Exception as exc:  # noqa: BLE001 - any unreadable entry is rebuilt
         warnings.warn(f"load_utkface: cache file {str(path)!r} is unreadable ({exc}); "
                       "decoding the images again.", RuntimeWarning, stacklevel=3)
         return None
-    if (images.dtype != np.uint8 or images.shape[1:] != (3, image_size, image_size)
+    if (recorded != key or images.dtype != np.uint8
+            or images.shape[1:] != (3, image_size, image_size)
             or kept.shape != (n,) or int(kept.sum()) != len(images)):
         warnings.warn(f"load_utkface: cache file {str(path)!r} does not match the folder; "
                       "decoding the images again.", RuntimeWarning, stacklevel=3)
@@ -140,12 +185,12 @@ def _read_cache(path: Path, n: int, image_size: int):
     return images, kept
 
 
-def _write_cache(path: Path, images: np.ndarray, kept: np.ndarray) -> None:
+def _write_cache(path: Path, images: np.ndarray, kept: np.ndarray, key: str) -> None:
     """Write atomically (:func:`fairprune._files.atomic_writer`); a folder that cannot be written only
     costs the cache, with a warning."""
     try:
         with atomic_writer(path) as handle:
-            np.savez(handle, images=images, kept=kept)
+            np.savez(handle, images=images, kept=kept, key=np.array(key))
     except OSError as exc:
         warnings.warn(f"load_utkface: could not write the cache under {str(path.parent)!r} "
                       f"({exc}); the decoded images are not cached.", RuntimeWarning,
@@ -183,8 +228,8 @@ def load_utkface(
         Cache folder (see :func:`get_data_home`).
     cache : bool, default=True
         Read and write the decoded images under ``data_home``. The cache entry is keyed by
-        the file names and sizes and by ``image_size``; an unreadable or mismatched entry is
-        decoded again with a warning.
+        the folder, each file's name, size, modification time and inode, and ``image_size``;
+        an unreadable or mismatched entry is decoded again with a warning.
 
     Returns
     -------
@@ -217,7 +262,8 @@ def load_utkface(
     if not entries:
         raise ValueError(
             f"load_utkface: no file named [age]_[gender]_[race]_[date].jpg under {str(folder)!r}.")
-    labels = np.array([[int(p) for p in e.name.split("_")[:3]] for e in entries], dtype=np.int64)
+    labels = np.array([[int(p) for p in _NAME.match(e.name).groups()] for e in entries],
+                      dtype=np.int64)
     if max_images is not None and max_images < len(entries):
         ages, genders, races = labels.T
         buckets = np.digitize(ages, UTKFACE_AGE_BUCKETS) if target == "age_bucket" else 0
@@ -231,12 +277,13 @@ def load_utkface(
     stored = None
     cache_path = None
     if cache:
-        cache_path = get_data_home(data_home) / "utkface" / f"{_cache_key(entries, image_size)}.npz"
-        stored = _read_cache(cache_path, len(entries), int(image_size))
+        key = _cache_key(folder, entries, int(image_size))
+        cache_path = get_data_home(data_home) / "utkface" / f"{key[:32]}.npz"
+        stored = _read_cache(cache_path, len(entries), int(image_size), key)
     if stored is None:
         images, kept = _decode([e.path for e in entries], int(image_size))
         if cache_path is not None:
-            _write_cache(cache_path, images, kept)
+            _write_cache(cache_path, images, kept, key)
     else:
         images, kept = stored
     if not kept.all():
@@ -244,7 +291,8 @@ def load_utkface(
                       "not decode as JPEG and were skipped.", UserWarning, stacklevel=2)
     if skipped:
         warnings.warn(f"load_utkface: skipped {skipped} .jpg file(s) whose names do not follow "
-                      "[age]_[gender]_[race]_[date].jpg.", UserWarning, stacklevel=2)
+                      "[age]_[gender]_[race]_[date].jpg (ASCII digits, an age of at most 3) "
+                      "or that could not be read (broken or looping links).", UserWarning, stacklevel=2)
     if not kept.any():
         raise ValueError(f"load_utkface: no image under {str(folder)!r} could be decoded.")
     X = images.astype(np.float32)
