@@ -121,8 +121,18 @@ def load_adult(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame
     if not path.is_file():
         raise ValueError(f"load_adult: no file at {str(path)!r} (expected UCI adult.data or "
                          "adult.test).")
-    frame = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
-                        comment="|", na_values=list(ADULT_MISSING), keep_default_na=False)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:2] == b"\x1f\x8b" or head[:4] == b"PK\x03\x04" or head[:3] == b"BZh":
+        raise ValueError(f"load_adult: {str(path)!r} is a compressed archive, not the text "
+                         "file UCI ships; decompress it first (e.g. gunzip).")
+    try:
+        frame = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
+                            comment="|", na_values=list(ADULT_MISSING), keep_default_na=False,
+                            encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ValueError(f"load_adult: {str(path)!r} is not a comma-separated UCI Adult text "
+                         f"file ({type(exc).__name__}: {exc}).") from None
     frame = frame.dropna(how="all")
     income = frame["income"].astype(str).str.rstrip(".")
     unknown = sorted(set(income) - {"<=50K", ">50K"})
@@ -144,7 +154,13 @@ def load_adult(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame
                              f"categories: {stray[:5]}.")
         X[column] = pd.Categorical(values, categories=ADULT_CATEGORIES[column])
     for column in _ADULT_NUMERIC:
-        X[column] = X[column].astype(np.float32)
+        numbers = pd.to_numeric(X[column], errors="coerce")
+        bad = X[column][numbers.isna() & X[column].notna()]
+        if len(bad):
+            raise ValueError(
+                f"load_adult: {path.name} has non-numeric values in the numeric column "
+                f"{column!r}: {sorted(map(str, set(bad)))[:5]} (first at row {bad.index[0] + 1}).")
+        X[column] = numbers.astype(np.float32)
     return X, y, groups
 
 

@@ -9,7 +9,8 @@ epochs' history — is stored under the directory (or ``joblib.Memory`` location
 atomically with a SHA-256 record that is checked on every load and read with
 ``torch.load(weights_only=True)`` (a planted file cannot run code), keyed by everything GMP
 depends on:
-the training data, the dense weights, and every parameter except those in
+the training data, the dense module (its code, architecture and weights; a module whose code
+cannot be read is not cached), and every parameter except those in
 :data:`AFTER_PRUNING`. Later epochs are seeded per epoch, so a fit that loads the phase is
 identical to one that runs it (tested).
 """
@@ -28,6 +29,7 @@ import torch
 
 from .._files import atomic_write, sha256_bytes
 from ..exceptions import GMPCacheWarning
+from .fingerprint import module_digest
 from .phases import lr_at_epoch
 from .state import capture, restore
 
@@ -46,16 +48,6 @@ AFTER_PRUNING = frozenset({
 LR_SCHEDULE = frozenset({"lr", "lr_milestones", "lr_gamma", "max_epochs"})
 
 
-def _module_digest(module: torch.nn.Module) -> str:
-    """Architecture and weights of a module (``joblib.hash`` of a module differs from the
-    hash of its deep copy, so tensors are hashed as arrays)."""
-    digest = hashlib.sha256(f"{type(module).__qualname__}\n{module!r}".encode())
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(joblib.hash(tensor.detach().cpu().numpy()).encode())
-    return digest.hexdigest()
-
-
 def gmp_key(net, X, y, fit_params: dict) -> str:
     """Hex digest of everything the GMP phase of ``net.fit(X, y)`` depends on."""
     from .. import __version__
@@ -70,7 +62,7 @@ def gmp_key(net, X, y, fit_params: dict) -> str:
     params["gmp_learning_rates"] = [lr_at_epoch(net, e) for e in range(net.pruning_epochs)]
     parts = [
         __version__,
-        _module_digest(net.dense_module),
+        module_digest(net.dense_module),
         joblib.hash(params),
         joblib.hash(X),
         joblib.hash(np.asarray(y)),

@@ -73,6 +73,24 @@ def test_adult_refuses_unknown_labels_and_categories(tmp_path):
         load_adult(bad)
 
 
+def test_adult_names_the_file_and_the_column_of_bad_content(tmp_path):
+    import gzip
+
+    rows = TEST_FORMAT.split("\n", 1)[1]
+    packed = tmp_path / "adult.data.gz"
+    packed.write_bytes(gzip.compress(rows.encode()))
+    with pytest.raises(ValueError, match=r"adult\.data\.gz.*compressed archive.*gunzip"):
+        load_adult(packed)
+    bad = tmp_path / "adult.data"
+    first = rows.split(",", 1)
+    bad.write_text("thirty-nine," + first[1])  # a word in the age column of row 1
+    with pytest.raises(ValueError, match=r"numeric column 'age': \['thirty-nine'\].*row 1"):
+        load_adult(bad)
+    bad.write_bytes(b"\xff\xfe" + rows.encode("utf-16-le"))
+    with pytest.raises(ValueError, match="not a comma-separated UCI Adult text file"):
+        load_adult(bad)
+
+
 def test_utkface_folder(tmp_path):
     from fairprune.datasets import load_utkface
     import pytest

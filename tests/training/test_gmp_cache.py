@@ -166,3 +166,56 @@ def test_unhashable_parameters_bypass_the_cache_with_a_warning(digits, digits_de
         clf = _fit(digits_dense, X, y, tmp_path, callbacks=[("zero", scoring)])
     assert len(clf.history) == SMALL["pruning_epochs"] + SMALL["max_epochs"]
     assert stored_phases(tmp_path) == 0
+
+
+# -- the key covers the module's code ----------------------------------------------------------
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                        torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                                        torch.nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _doubled_input_forward(self, x):
+    return self.body(2 * x)
+
+
+def test_key_covers_the_modules_code(digits):
+    """The same class and weights with another forward (set on the instance, as an edited
+    notebook cell would leave it) compute something else: another key, no stale phase."""
+    import types
+
+    from fairprune.training.gmp_cache import gmp_key
+
+    X, y = digits
+    torch.manual_seed(0)
+    module = _Net()
+    edited = _Net()
+    edited.load_state_dict(module.state_dict())
+    edited.forward = types.MethodType(_doubled_input_forward, edited)
+    keys = [gmp_key(FairPrunedClassifier(m, **SMALL), X, y, {}) for m in (module, edited)]
+    assert keys[0] != keys[1]
+    same = _Net()
+    same.load_state_dict(module.state_dict())
+    assert gmp_key(FairPrunedClassifier(same, **SMALL), X, y, {}) == keys[0]
+
+
+def test_a_module_whose_code_cannot_be_read_is_not_cached(digits, tmp_path):
+    X, y = digits
+    namespace = {"torch": torch}
+    exec("class Hidden(torch.nn.Module):\n"  # noqa: S102 - a class without source on purpose
+         "    def __init__(self):\n"
+         "        super().__init__()\n"
+         "        self.a = torch.nn.Linear(64, 32)\n"
+         "        self.b = torch.nn.Linear(32, 32)\n"
+         "        self.c = torch.nn.Linear(32, 10)\n"
+         "    def forward(self, x):\n"
+         "        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))\n", namespace)
+    with pytest.warns(GMPCacheWarning, match="source of Hidden cannot be read"):
+        FairPrunedClassifier(namespace["Hidden"](), memory=tmp_path, **SMALL).fit(
+            X, y, groups=y)
+    assert stored_phases(tmp_path) == 0
