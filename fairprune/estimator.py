@@ -8,9 +8,11 @@ step's algebra in :mod:`fairprune.training.engine` and :mod:`fairprune.constrain
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import os
+import pickle
 import warnings
 from numbers import Integral, Real
 
@@ -26,6 +28,7 @@ from torch.nn.parameter import is_lazy
 from ._validation import (InvalidParameterError, check_features, check_parameters,
                           check_targets, describe, n_samples)
 from .callbacks import default_callbacks
+from .callbacks.checkpoint import CheckpointError, FairCheckpoint, checkpoint_lock
 from .constraints import FairnessState
 from .exceptions import (DenseModelWarning, FairnessToleranceWarning,
                          PrunedModelCollapseWarning, SmallGroupWarning)
@@ -35,8 +38,9 @@ from .datasets.paper import paper_defaults
 from .pruning import MaskSet, export_module, prunable_layers, sparsity_table
 from .report import disparity_report
 from .training.engine import FineTuningEngine
-from .training.evaluation import (batch_tensors, forward, iter_logits, predicted_classes,
-                                  probe_module)
+from .training.evaluation import (batch_tensors, check_finite_outputs, forward, iter_logits,
+                                  predicted_classes, probe_module)
+from .training.fingerprint import FingerprintError, data_digest, module_digest, parameter_digests
 from .training.gmp_cache import run_or_load_gmp
 from .training.loading import make_iterator, single_sample_tail
 from .training.methods import METHODS, make_problem
@@ -192,6 +196,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         as the fresh fit saw them; a warm start or ``partial_fit`` refuses to continue with
         other values. ``tolerance``, the loss-constraint parameters, ``max_multiplier_sum``
         and a numeric ``dual_lr`` may change between calls and act from the next step.
+    run_fingerprint_ : dict
+        With a :class:`~fairprune.callbacks.FairCheckpoint`: digests of the parameters that
+        change the result, the dense module, the data and the groups, recorded in the
+        checkpoint's manifest and compared on resume.
     fit_status_ : str
         How the fit ended: ``"ok"``; ``"tolerance_not_met"`` (CEAG with a training max ψ_g
         above ε: :class:`~fairprune.FairnessToleranceWarning`); ``"collapsed"`` (the sparse
@@ -534,17 +542,46 @@ class FairPrunedClassifier(NeuralNetClassifier):
 
     def _train(self, X, y, groups, fit_params, classes=None):
         """Check and pack the data, run skorch's loop (the callbacks do the rest) inside a
-        seeded fork of the torch RNG, then summarise the fit."""
+        seeded fork of the torch RNG, holding the lock of every FairCheckpoint folder, then
+        summarise the fit."""
         seed = self.random_state
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        with contextlib.ExitStack() as context:
+            for checkpoint in self._fair_checkpoints():  # one fit per checkpoint folder
+                context.enter_context(checkpoint_lock(checkpoint.dirname))
+            context.enter_context(torch.random.fork_rng(devices=devices,
+                                                        enabled=seed is not None))
             if seed is not None:
                 torch.manual_seed(seed)
             packed, y = self._prepare_fit_data(X, y, groups, fit_params, classes)
+            if self._fair_checkpoints():
+                self.__dict__["run_fingerprint_"] = self._run_fingerprint(packed, y)
             super().partial_fit(packed, y, **fit_params)
             if len(self.history):
                 self._summarize_fit(packed, y)
         return self
+
+    def _fair_checkpoints(self) -> list:
+        """The :class:`~fairprune.callbacks.FairCheckpoint` callbacks of this net."""
+        return [cb for _, cb in getattr(self, "callbacks_", []) if isinstance(cb, FairCheckpoint)]
+
+    def _run_fingerprint(self, packed, y) -> dict:
+        """What a checkpoint's run is: digests of the parameters that change the result, the
+        dense module (code and weights), the data and the groups."""
+        params = {name: value for name, value in self.get_params(deep=False).items()
+                  if name not in _NOT_IN_FINGERPRINT and not name.startswith("_")
+                  and not name.startswith("callbacks")}
+        features, codes = unpack_groups(packed)
+        try:
+            return {"parameters": parameter_digests(params),
+                    "dense_module": module_digest(self.dense_module),
+                    "data": data_digest(features, np.asarray(y)),
+                    "groups": data_digest(codes, np.asarray(self.groups_, dtype=str))}
+        except FingerprintError as exc:
+            raise CheckpointError(
+                f"A FairCheckpoint records a fingerprint of its run, and this one cannot be "
+                f"computed: {exc}. Define the module in a file (or notebook cell) whose source "
+                "Python can read.") from None
 
     def _prepare_fit_data(self, X, y, groups, fit_params, classes):
         """Check a fit's inputs and pack features with group codes: ``(packed, y)``.
@@ -697,7 +734,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
         ``max ψ_g`` exceeds the tolerance there."""
         self.restore_invariants_()
         dataset_train, _ = self.get_split_datasets(packed, y)
-        y_true, dense, sparse, codes = predicted_classes(self, dataset_train)
+        try:
+            y_true, dense, sparse, codes = predicted_classes(self, dataset_train)
+        except FloatingPointError as exc:  # never returned as a fitted model
+            self.mark_unusable_("its outputs on the fit data are NaN/inf")
+            raise FloatingPointError(f"Training ended with a model that is not usable: {exc}"
+                                     ) from None
         with warnings.catch_warnings():  # small groups: said by the user's own reports
             warnings.simplefilter("ignore", SmallGroupWarning)
             report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
@@ -858,7 +900,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
     def predict_proba(self, X):
         """Class probabilities of the sparse model."""
         self.check_is_fitted(["module_"])
-        return super().predict_proba(self._features(X, reset=False))
+        proba = super().predict_proba(self._features(X, reset=False))
+        check_finite_outputs(torch.as_tensor(np.isfinite(proba).all(axis=1)),
+                             "sparse model (module_)")
+        return proba
 
     def predict(self, X):
         """Class indices predicted by the sparse model."""
@@ -979,10 +1024,23 @@ class FairPrunedClassifier(NeuralNetClassifier):
     def load_params(self, *args, **kwargs):
         """skorch's ``load_params``; checks a :class:`~fairprune.callbacks.FairCheckpoint`
         against its manifest first, and refuses masks that do not fit ``module_``."""
-        verify = getattr(kwargs.get("checkpoint"), "verify", None)
-        if verify is not None:
-            verify(self)
-        super().load_params(*args, **kwargs)
+        checkpoint = kwargs.get("checkpoint")
+        verify = getattr(checkpoint, "verify", None)
+        folder = verify(self) if verify is not None else None
+        dirname = getattr(checkpoint, "dirname", None)
+        try:
+            if folder is not None:  # the manifest's generation
+                checkpoint.dirname = str(folder)
+            super().load_params(*args, **kwargs)
+        except pickle.UnpicklingError as exc:
+            where = f" in {folder}" if folder is not None else ""
+            raise CheckpointError(
+                f"A file{where} holds objects other than tensors and plain containers, which "
+                f"fairprune does not load (they could run code): {str(exc).splitlines()[0]}"
+            ) from None
+        finally:
+            if folder is not None:
+                checkpoint.dirname = dirname
         masks = getattr(self, "masks_", None)
         if isinstance(masks, MaskSet):
             masks.check_compatible(self.module_)
@@ -1005,6 +1063,11 @@ def _look_like_probabilities(logits: torch.Tensor) -> bool:
         torch.allclose(logits.sum(dim=1), torch.ones(len(logits), device=logits.device),
                        atol=1e-4))
 
+
+#: Parameters left out of a checkpoint's fingerprint: they do not change the result (or,
+#: like the callbacks, hold the checkpoint itself).
+_NOT_IN_FINGERPRINT = frozenset({"dense_module", "module", "verbose", "memory", "warm_start",
+                                 "device", "callbacks"})
 
 #: Parameters that define a run: a fit that continues it (warm start, ``partial_fit``)
 #: refuses a change of any of them (:meth:`FairPrunedClassifier._check_continuation`).

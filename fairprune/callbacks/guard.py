@@ -51,8 +51,8 @@ class NonFiniteLossGuard(Callback):
             epoch, batches = len(net.history), len(net.history[-1]["batches"])
             self.restore_(net)
             raise FloatingPointError(
-                f"The weights or multipliers became NaN/inf in epoch {epoch}, at the latest in "
-                f"its last step (batch {batches}, 1-based), after every loss of the epoch was "
+                f"The weights, statistics or multipliers became NaN/inf in epoch {epoch}, at the "
+                f"latest in its last step (batch {batches}, 1-based), after every loss of the epoch was "
                 "finite. Training stopped; the weights of the end of the previous epoch were "
                 "restored. Lower 'lr' or clip gradients (skorch.callbacks.GradientNormClipping).")
 
@@ -75,8 +75,10 @@ class NonFiniteLossGuard(Callback):
 
 
 def all_finite(net) -> bool:
-    """Whether the sparse model's weights and the multipliers are all finite (one sync)."""
+    """Whether the sparse model's weights and statistics (BatchNorm running means and
+    variances included) and the multipliers are all finite (one sync)."""
     tensors = [p.detach() for p in net.module_.parameters()]
+    tensors += [b.detach() for b in net.module_.buffers() if b.is_floating_point()]
     tensors += [b.detach() for b in net.fairness_.buffers() if b.is_floating_point()]
     tensors += [p.detach() for p in net.fairness_.parameters()]
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from skorch.callbacks import Callback
 
 from ..pruning import MaskSet, channel_masks, cubic_sparsity, magnitude_masks
@@ -30,6 +32,12 @@ class GradualPruning(Callback):
                 frequency=net.pruning_frequency,
             )
             net.set_masks_(self.masks_for(net, target))
+            if epoch == net.pruning_epochs - 1 and net.sparsity_ < net.sparsity - 0.005:
+                warnings.warn(
+                    f"{net.pruning} pruning reached sparsity_={net.sparsity_:.3f} of the pruned "
+                    f"layers, not sparsity={net.sparsity:g}: every layer keeps at least one "
+                    "channel, and the output layer's channels (the classes) are never pruned.",
+                    UserWarning, stacklevel=2)
         net.history.record("sparsity", net.masks_.target_sparsity)
 
     @staticmethod

@@ -209,6 +209,24 @@ def root_handler(layer: nn.Module):
 
 
 @torch.no_grad()
+def _output_layer(module: nn.Module, example_inputs) -> nn.Module | None:
+    """The last Conv/Linear layer to run in a forward pass of ``module`` (eval mode, no
+    gradient, module mode restored): the layer whose output channels are the logits."""
+    order: list[nn.Module] = []
+    hooks = [layer.register_forward_hook(lambda layer, args, out: order.append(layer))
+             for layer in module.modules() if isinstance(layer, PRUNABLE_TYPES)]
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(**example_inputs) if isinstance(example_inputs, dict) else module(example_inputs)
+    finally:
+        module.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return order[-1] if order else None
+
+
 def channel_masks(
     module: nn.Module,
     layer_names: Sequence[str],
@@ -219,7 +237,9 @@ def channel_masks(
 
     Channels are coupled through the dependency graph of Torch-Pruning (BatchNorm after a
     convolution, residual additions, depthwise convolutions); each coupled group loses the
-    ``round(fraction · C)`` channels of smallest L2 norm (averaged over the group). The masks
+    ``round(fraction · C)`` channels of smallest L2 norm (averaged over the group), at most
+    ``C - 1``. The output channels of the layer that computes the logits (the last Conv/Linear
+    layer to run) are never pruned, whatever ``layer_names`` says: they are the classes. The masks
     zero the out-channel rows of every coupled Conv/Linear weight and bias and the BatchNorm
     scale and shift, so a masked channel outputs exactly 0 and physical removal at export
     leaves outputs unchanged.
@@ -235,13 +255,14 @@ def channel_masks(
 
     if check_sparsity(fraction, "fraction") == 0:
         return {}, []
+    output_layer = _output_layer(module, example_inputs)
     graph = dependency_graph(module, example_inputs)
     name_of = {layer: name for name, layer in module.named_modules()}
     selected = set(layer_names)
     ignored = [
         layer
         for name, layer in module.named_modules()
-        if isinstance(layer, PRUNABLE_TYPES) and name not in selected
+        if isinstance(layer, PRUNABLE_TYPES) and (name not in selected or layer is output_layer)
     ]
     importance = tp.importance.MagnitudeImportance(p=2, group_reduction="mean")
     masks: dict[str, torch.Tensor] = {}
@@ -249,8 +270,9 @@ def channel_masks(
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
         root = group[0].dep.target.module
         scores = importance(group)
-        n_pruned = round(fraction * scores.numel())
-        if n_pruned == 0 or n_pruned >= scores.numel():
+        # at least one channel stays: a layer of C channels loses at most C - 1
+        n_pruned = min(round(fraction * scores.numel()), scores.numel() - 1)
+        if n_pruned <= 0:
             continue
         idxs = torch.argsort(scores.float().cpu(), stable=True)[:n_pruned].tolist()
         plan.append((name_of[root], sorted(idxs)))

@@ -17,7 +17,7 @@ from torch.nn.parameter import is_lazy
 
 from ..groups import unpack_groups
 
-__all__ = ["batch_tensors", "forward", "iter_logits", "per_sample_evaluation", "probe_module",
+__all__ = ["batch_tensors", "check_finite_outputs", "forward", "iter_logits", "per_sample_evaluation", "probe_module",
            "predicted_classes"]
 
 
@@ -103,10 +103,28 @@ def per_sample_evaluation(net, module: torch.nn.Module, dataset):
 def predicted_classes(net, dataset) -> tuple:
     """``(y_true, dense, sparse, codes)`` as numpy arrays over a packed dataset: the targets,
     both models' predicted classes and the group codes."""
-    sparse, labels, codes = [], [], []
+    sparse, labels, codes, finite = [], [], [], []
     for logits, Xi, yi in iter_logits(net, net.module_, dataset):
         sparse.append(logits.argmax(1).cpu())
+        finite.append(torch.isfinite(logits).all(dim=1).cpu())
         labels.append(torch.as_tensor(yi).cpu())
         codes.append(torch.as_tensor(unpack_groups(Xi)[1]).cpu())
-    dense = [logits.argmax(1).cpu() for logits, _, _ in iter_logits(net, net.dense_module_, dataset)]
+    check_finite_outputs(torch.cat(finite), "sparse model (module_)")
+    dense, finite = [], []
+    for logits, _, _ in iter_logits(net, net.dense_module_, dataset):
+        dense.append(logits.argmax(1).cpu())
+        finite.append(torch.isfinite(logits).all(dim=1).cpu())
+    check_finite_outputs(torch.cat(finite), "dense model (dense_module_)")
     return tuple(torch.cat(part).numpy() for part in (labels, dense, sparse, codes))
+
+
+def check_finite_outputs(finite_rows: torch.Tensor, model: str) -> None:
+    """``FloatingPointError`` when some rows' outputs are NaN/inf: a class predicted from
+    them would be arbitrary, and a score or report built on it would look fine but be wrong."""
+    bad = int((~finite_rows).sum())
+    if bad:
+        raise FloatingPointError(
+            f"The {model} gives NaN/inf outputs on {bad} of {len(finite_rows)} rows; its "
+            "predictions, scores and reports would be meaningless. Check the inputs for "
+            "NaN/inf; if the inputs are finite, the model's weights or statistics are not "
+            "(fit again with a lower 'lr').")

@@ -118,7 +118,10 @@ def test_checkpoint_resume_matches_uninterrupted_run(digits, digits_dense, tmp_p
     first = FairPrunedClassifier(digits_dense, **params,
                                  callbacks=[("cp", cp), ("stop", InterruptAt(epoch=4))])
     first.fit(X, y, groups=y)  # interrupted at the start of epoch 4: 3 epochs saved
-    assert len(first.history) == 4 and (tmp_path / "cp" / "fairness.pt").exists()
+    from fairprune.callbacks.checkpoint import current_generation
+
+    assert len(first.history) == 4
+    assert (current_generation(tmp_path / "cp") / "fairness.pt").exists()
 
     cp2 = fair_checkpoint(str(tmp_path / "cp"))
     resumed = FairPrunedClassifier(digits_dense, **params,
@@ -376,3 +379,61 @@ def test_the_warning_names_groups_whose_constraints_never_acted(digits, digits_d
                                train_split=group_nine_held_out)
     with pytest.warns(FairnessToleranceWarning, match=r"constraints of \[9\] never acted"):
         clf.fit(X, y, groups=y)
+
+
+class PoisonBatchNormStatistics(Callback):
+    """Set a BatchNorm's running variance to NaN: at the last training batch, or at the end
+    of training (after every check of the epoch loop)."""
+
+    def __init__(self, when):
+        self.when = when
+
+    def _poison(self, net):
+        norms = [m for m in net.module_.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        with torch.no_grad():
+            norms[0].running_var.fill_(float("nan"))
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        last = len(net.history) == net.pruning_epochs + net.max_epochs
+        if self.when == "last batch" and training and last and len(net.history[-1]["batches"]) == 14:
+            self._poison(net)
+
+    def on_train_end(self, net, **kwargs):
+        if self.when == "train end":
+            self._poison(net)
+
+
+def _batchnorm_dense(X, y):
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    from fairprune.datasets.models import train_classifier
+
+    return train_classifier(dense, X, y, epochs=2)
+
+
+def test_non_finite_statistics_restore_the_previous_epoch(digits):
+    """BatchNorm statistics are state too: NaN running variances at the end of an epoch are
+    caught like non-finite weights, and the restored model predicts finite probabilities."""
+    X, y = digits
+    clf = FairPrunedClassifier(_batchnorm_dense(X, y), sparsity=0.5, dense_layers=(),
+                               pruning_epochs=1, max_epochs=1, verbose=0,
+                               callbacks=[("poison", PoisonBatchNormStatistics("last batch"))])
+    with pytest.raises(FloatingPointError, match="weights, statistics or multipliers became NaN"):
+        clf.fit(X, y, groups=y)
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_a_model_whose_outputs_are_not_finite_is_never_returned(digits):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = digits
+    clf = FairPrunedClassifier(_batchnorm_dense(X, y), sparsity=0.5, dense_layers=(),
+                               pruning_epochs=1, max_epochs=1, verbose=0,
+                               callbacks=[("poison", PoisonBatchNormStatistics("train end"))])
+    with pytest.raises(FloatingPointError, match="not usable.*NaN/inf outputs on 1797 of 1797"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y, groups=y)
+    with pytest.raises(NotFittedError, match="cannot be used"):
+        clf.predict(X)

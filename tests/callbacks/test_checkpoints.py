@@ -19,6 +19,7 @@ from support import InterruptAt
 
 from fairprune import FairPrunedClassifier, FairnessToleranceWarning
 from fairprune.callbacks import CheckpointError, fair_checkpoint
+from fairprune.callbacks.checkpoint import current_generation
 
 PARAMS = dict(sparsity=0.9, tolerance=0.01, dense_layers=(), pruning_epochs=2, max_epochs=3,
               lr=0.05, verbose=0, random_state=5)
@@ -41,6 +42,10 @@ def test_a_save_writes_a_manifest_of_every_file(digits, digits_dense, tmp_path):
     assert set(manifest["files"]) == {"params.pt", "optimizer.pt", "history.json", "masks.pt",
                                       "fairness.pt", "dual_optimizer.pt"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+    generations = [p for p in tmp_path.iterdir() if p.name.startswith("generation-")]
+    assert generations == [current_generation(tmp_path)]  # older generations removed
+    assert manifest["generation"] == generations[0].name
+    assert set(manifest["fingerprint"]) == {"parameters", "dense_module", "data", "groups"}
 
 
 def _damaged_checkpoint(digits, digits_dense, tmp_path, damage):
@@ -50,15 +55,16 @@ def _damaged_checkpoint(digits, digits_dense, tmp_path, damage):
     FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp), ("stop", InterruptAt(3))]
                          ).fit(X, y, groups=y)  # two epochs saved
     _fit(digits_dense, X, y, late)  # five epochs saved
+    early, files = current_generation(early), current_generation(late)
     if damage == "mixed_epochs":
-        shutil.copy(early / "params.pt", late / "params.pt")
+        shutil.copy(early / "params.pt", files / "params.pt")
     elif damage == "truncated":
-        data = (late / "masks.pt").read_bytes()
-        (late / "masks.pt").write_bytes(data[: len(data) // 2])
+        data = (files / "masks.pt").read_bytes()
+        (files / "masks.pt").write_bytes(data[: len(data) // 2])
     elif damage == "garbage":
-        (late / "fairness.pt").write_bytes(b"\x00garbage" * 50)
+        (files / "fairness.pt").write_bytes(b"\x00garbage" * 50)
     elif damage == "missing_masks":
-        (late / "masks.pt").unlink()
+        (files / "masks.pt").unlink()
     elif damage == "no_manifest":
         (late / "manifest.json").unlink()
     elif damage == "bad_manifest":
@@ -152,3 +158,125 @@ def test_rerunning_a_finished_fit_gives_the_finished_model(digits, digits_dense,
     more = FairPrunedClassifier(digits_dense, **PARAMS).fit(X, y, groups=y)
     more.partial_fit(X, y, groups=y)  # partial_fit continues: max_epochs more
     assert len(more.history) == 5 + PARAMS["max_epochs"]
+
+
+# -- a checkpoint belongs to its run -------------------------------------------------------------
+@pytest.mark.parametrize("change, words", [
+    (dict(sparsity=0.8), "other parameters: sparsity"),
+    (dict(data="shuffled"), "other data"),
+    (dict(groups="parity"), "other groups"),
+])
+def test_a_folder_reused_by_another_run_is_refused_saying_what_differs(digits, digits_dense,
+                                                                       tmp_path, change, words):
+    X, y = digits
+    first = _fit(digits_dense, X, y, tmp_path)
+    groups = y
+    if change.get("data"):
+        order = np.random.default_rng(0).permutation(len(y))
+        X, y, groups = X[order], y[order], y[order]
+    if change.get("groups"):
+        groups = y % 2
+    params = {k: v for k, v in change.items() if k not in ("data", "groups")}
+    cp = fair_checkpoint(str(tmp_path))
+    clf = FairPrunedClassifier(digits_dense, **{**PARAMS, **params},
+                               callbacks=[("cp", cp), ("load", LoadInitState(cp))])
+    with pytest.raises(CheckpointError, match=words):
+        clf.fit(X, y, groups=groups)
+    # the first run's checkpoint is untouched, and resuming it still gives its model
+    np.testing.assert_array_equal(_fit(digits_dense, *digits, tmp_path).predict_proba(X),
+                                  first.predict_proba(X))
+
+
+def test_on_mismatch_restart_trains_afresh_and_replaces_the_checkpoint(digits, digits_dense,
+                                                                       tmp_path):
+    X, y = digits
+    _fit(digits_dense, X, y, tmp_path)
+    cp = fair_checkpoint(str(tmp_path), on_mismatch="restart")
+    params = {**PARAMS, "sparsity": 0.8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessToleranceWarning)
+        restarted = FairPrunedClassifier(digits_dense, **params, callbacks=[
+            ("cp", cp), ("load", LoadInitState(cp))]).fit(X, y, groups=y)
+        plain = FairPrunedClassifier(digits_dense, **params).fit(X, y, groups=y)
+    np.testing.assert_array_equal(restarted.predict_proba(X), plain.predict_proba(X))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["fingerprint"] == restarted.run_fingerprint_
+    with pytest.raises(ValueError, match="on_mismatch"):
+        fair_checkpoint(str(tmp_path), on_mismatch="ignore")
+
+
+def test_a_folder_in_use_by_another_fit_is_refused(digits, digits_dense, tmp_path):
+    from fairprune.callbacks.checkpoint import checkpoint_lock
+
+    X, y = digits
+    with checkpoint_lock(tmp_path):  # another fit holds the folder
+        with pytest.raises(CheckpointError, match="in use by another fit"):
+            _fit(digits_dense, X, y, tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+    _fit(digits_dense, X, y, tmp_path)  # released: the next fit takes it
+
+
+def test_a_dirname_that_is_a_file_fails_before_training(digits, digits_dense, tmp_path):
+    X, y = digits
+    blocker = tmp_path / "run"
+    blocker.write_text("a file")
+    cp = fair_checkpoint(str(blocker))
+    clf = FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp)])
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        clf.fit(X, y, groups=y)
+    assert len(clf.history) == 0
+
+
+# -- a full disk during a save ------------------------------------------------------------------
+def _child_with_a_full_disk(directory: str, dense_path: str, limit: int, out: str) -> None:
+    import resource
+
+    from sklearn.datasets import load_digits
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    dense = torch.load(dense_path, weights_only=False)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # the soft limit: raised later
+    try:
+        _fit(dense, X, y, directory)
+        outcome = "no error"
+    except OSError as exc:
+        outcome = str(exc)
+    except BaseException:  # noqa: BLE001 - reported to the parent (stderr is limited too)
+        import traceback
+
+        outcome = "unexpected: " + traceback.format_exc()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    Path(out).write_text(outcome)
+
+
+@pytest.mark.parametrize("limit", [100, 20_000])
+def test_a_full_disk_keeps_the_last_good_checkpoint(digits, digits_dense, tmp_path, limit):
+    """The next save fails (a file-size limit in a child process: nothing can be written, or
+    only the small files): the save raises, nothing of it is left, the epoch-2 checkpoint stays
+    valid, and resuming it matches an uninterrupted run."""
+    X, y = digits
+    directory = tmp_path / "run"
+    cp = fair_checkpoint(str(directory))
+    FairPrunedClassifier(digits_dense, **PARAMS, callbacks=[("cp", cp), ("stop", InterruptAt(3))]
+                         ).fit(X, y, groups=y)  # two epochs saved
+    before = json.loads((directory / "manifest.json").read_text())
+    dense_path = tmp_path / "dense.pt"
+    torch.save(digits_dense, dense_path)
+    out = tmp_path / "child.txt"
+    ctx = mp.get_context("forkserver")
+    child = ctx.Process(target=_child_with_a_full_disk,
+                        args=(str(directory), str(dense_path), limit, str(out)))
+    child.start()
+    child.join(300)
+    assert child.exitcode == 0, out.read_text() if out.exists() else "no report"
+    assert "could not save epoch 3" in out.read_text(), out.read_text()
+    assert "could not save epoch 3" in out.read_text() and "previous checkpoint is kept" in (
+        out.read_text())
+    assert json.loads((directory / "manifest.json").read_text()) == before
+    assert sorted(p.name for p in directory.iterdir() if p.is_dir()) == [before["generation"]]
+    reference = FairPrunedClassifier(digits_dense, **PARAMS).fit(X, y, groups=y)
+    resumed = _fit(digits_dense, X, y, directory)
+    np.testing.assert_array_equal(resumed.predict_proba(X), reference.predict_proba(X))

@@ -2,6 +2,7 @@ import copy
 import io
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -170,3 +171,26 @@ def test_bad_inputs_name_the_argument():
 def test_sparsity_out_of_range_names_the_argument(value, error):
     with pytest.raises(error, match="'sparsity' must be a float in \\[0, 1\\)"):
         magnitude_masks(mlp(), ["2"], value)
+
+
+def test_channel_pruning_never_removes_classes_and_says_what_it_reached(digits, digits_dense):
+    """dense_layers=() lists the output layer, whose channels are the classes: they stay, and
+    the export still gives one logit per class. A fraction that rounds to every channel of a
+    layer leaves one, and the sparsity reached below the target is said."""
+    import warnings
+
+    from fairprune import FairPrunedClassifier
+
+    X, y = digits
+    params = dict(pruning="channel", pruning_epochs=1, max_epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = FairPrunedClassifier(digits_dense, dense_layers=(), sparsity=0.5, **params).fit(
+            X, y, groups=y)
+    exported = clf.export()
+    assert exported(torch.as_tensor(X[:3])).shape == (3, 10)
+    np.testing.assert_array_equal(exported(torch.as_tensor(X)).argmax(1).numpy(), clf.predict(X))
+    with pytest.warns(UserWarning, match=r"reached sparsity_=0\.\d+ of the pruned layers, not "
+                                         r"sparsity=0\.999"):
+        clf = FairPrunedClassifier(digits_dense, sparsity=0.999, **params).fit(X, y, groups=y)
+    assert 0.9 < clf.sparsity_ < 0.999  # one channel per pruned layer kept, not none pruned
