@@ -7,6 +7,7 @@ by hand. Used by :func:`fairprune.datasets.fetch_adult`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import urllib.error
 import urllib.request
@@ -44,7 +45,14 @@ def fetch_file(url: str, path: Path, *, check: Callable[[Path], object], caller:
             raise ValueError(f"{caller}: the file downloaded from {url} is not what was "
                              f"expected ({exc}); nothing was cached.") from exc
 
-    with atomic_writer(path, check=checked) as out:
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(atomic_writer(path, check=checked))
+        except OSError as exc:  # the data home cannot be written
+            raise OSError(
+                f"{caller} cannot write to {path.parent} ({exc}). Download {url} yourself and "
+                f"put it at {path}, or point $FAIRPRUNE_DATA / data_home at a folder you can "
+                "write.") from exc
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 shutil.copyfileobj(response, out)

@@ -133,3 +133,14 @@ def test_fetch_adult_never_writes_through_a_planted_link(tmp_path, monkeypatch):
     assert y.tolist() == [0, 1, 1]
     assert victim.read_text() == "precious"
     assert (folder / "adult.test").is_file() and not (folder / "adult.test").is_symlink()
+
+
+def test_planted_weights_for_a_face_model_run_nothing(tmp_path):
+    from fairprune.datasets.models import make_mobilenet_v2
+
+    marker = tmp_path / "ran"
+    weights = tmp_path / "imagenet.pt"
+    weights.write_bytes(torch_payload_bytes(marker, tmp_path))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        make_mobilenet_v2(2, weights=weights)
+    assert not marker.exists()

@@ -159,3 +159,14 @@ def test_fetch_adult_refuses_a_download_that_is_not_adult(tmp_path, monkeypatch)
     assert not any((tmp_path / "adult").iterdir())
     with pytest.raises(ValueError, match="subset must be 'train' or 'test'"):
         fetch_adult("validation", data_home=tmp_path)
+
+
+def test_fetch_adult_into_a_data_home_that_cannot_be_written_says_where_to_put_the_file(
+        tmp_path, monkeypatch):
+    fake = FakeUrlopen(TEST_FORMAT.encode())
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", fake)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data home's folder should go")
+    with pytest.raises(OSError, match=r"cannot write to .*put it at .*adult\.test"):
+        fetch_adult("test", data_home=blocker)
+    assert fake.urls == []  # refused before downloading
