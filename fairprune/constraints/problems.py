@@ -150,8 +150,8 @@ class FairnessState(nn.Module):
             self.heldout_loss.index_add_(0, group_ids, loss.detach().to(sums.dtype))
         if heldout and dense_correct is not None:
             category = 2 * dense_correct.long() + (correct > 0.5).long()
-            self.heldout_pairs.view(-1).index_add_(
-                0, group_ids * 4 + category, torch.ones_like(correct, dtype=self.heldout_pairs.dtype))
+            ones = torch.ones_like(correct, dtype=self.heldout_pairs.dtype)
+            self.heldout_pairs.view(-1).index_add_(0, group_ids * 4 + category, ones)
 
     @torch.no_grad()
     def epoch_excess_gaps(self, *, split: str = "train") -> torch.Tensor:
