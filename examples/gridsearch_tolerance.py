@@ -6,7 +6,7 @@ The output lets you decide with the uncertainty in view: each candidate's fold m
 folds, ``fairprune.model_selection.compare_candidates``), and the refitted model's report on
 a test split nobody tuned on, with bootstrap intervals and a verdict per group.
 
-    python examples/gridsearch_tolerance.py [--quick]   # about 4 minutes on 2 cores
+    python examples/gridsearch_tolerance.py [--quick]   # about 20 seconds on 2 cores
 """
 
 import argparse
@@ -82,6 +82,7 @@ def main(quick: bool = False) -> GridSearchCV:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     main(parser.parse_args().quick)

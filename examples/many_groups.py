@@ -1,7 +1,7 @@
 """Many groups: 40 intersectional groups on digits (class x ink-level quartile), CEAG with
 one constraint per group, and the disparity plot restricted to the worst groups.
 
-    python examples/many_groups.py [--quick] [--out many_groups.png]
+    python examples/many_groups.py [--quick] [--out many_groups.png]   # about 15 seconds on 2 cores
 """
 
 import argparse
@@ -40,7 +40,8 @@ def main(quick: bool = False, out: str = "many_groups.png") -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="many_groups.png")
     args = parser.parse_args()

@@ -46,7 +46,8 @@ def main(folder: str, quick: bool = False) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()

@@ -100,3 +100,18 @@ def test_demo_on_a_utkface_format_folder(tmp_path):
     )
     assert "UTKFace folder" in result.stdout and "CEAG:" in result.stdout
     assert (tmp_path / "faces.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_every_example_describes_itself_in_help(script, tmp_path):
+    doc = (ROOT / "examples" / script).read_text().split('"""')[1]
+    out = run(script, "--help", cwd=tmp_path)
+    assert doc.splitlines()[0] in out and f"python examples/{script}" in out
+
+
+def test_an_example_that_cannot_run_exits_non_zero_with_the_reason(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "adult_income.py"), "--data",
+         str(tmp_path / "missing.data")], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "UCI Adult not found" in result.stderr and "fetch_adult" in result.stderr
