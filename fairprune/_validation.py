@@ -267,8 +267,27 @@ def _has_tuples(values: Any) -> bool:
     return isinstance(values, (list, tuple)) and len(values) > 0 and isinstance(values[0], tuple)
 
 
+def _rows_as_tuples(values: Any) -> np.ndarray | None:
+    """The rows of a several-column frame or 2-D array as an object array of tuples (one
+    label per sample: the intersection of the columns, as fairlearn reads such
+    ``sensitive_features``), else None."""
+    if isinstance(values, pd.DataFrame) and values.shape[1] > 1:
+        rows = list(values.itertuples(index=False, name=None))
+    elif isinstance(values, np.ndarray) and values.ndim == 2 and values.shape[1] > 1:
+        rows = [tuple(row) for row in values.tolist()]
+    else:
+        return None
+    array = np.empty(len(rows), dtype=object)
+    array[:] = rows
+    return array
+
+
 def check_label_array(values: Any, name: str = "groups") -> np.ndarray:
-    """A 1-D array of hashable labels with no missing value (None/NaN)."""
+    """A 1-D array of hashable labels with no missing value (None/NaN); a several-column
+    DataFrame or 2-D array gives one tuple per row (the intersection of its columns)."""
+    rows = _rows_as_tuples(values)
+    if rows is not None:
+        values = rows
     if isinstance(values, (list, tuple)) and not any(isinstance(v, (list, np.ndarray)) for v in values):
         # element-wise object array: np.asarray(["a", nan]) would turn NaN into the string 'nan'
         array = np.empty(len(values), dtype=object)

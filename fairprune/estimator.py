@@ -30,12 +30,13 @@ from ._validation import (InvalidParameterError, check_features, check_parameter
 from .callbacks import default_callbacks
 from .callbacks.checkpoint import CheckpointError, FairCheckpoint, checkpoint_lock
 from .constraints import FairnessState
-from .exceptions import (DenseModelWarning, FairnessToleranceWarning,
+from .exceptions import (DenseModelWarning, FairnessToleranceWarning, GMPCacheWarning,
                          PrunedModelCollapseWarning, SmallGroupWarning)
-from .groups import (GroupEncoder, drop_group_columns, either_labels, is_packed, pack_groups,
-                     resolve_groups, unpack_groups)
+from .groups import (GroupEncoder, MarginalGroupEncoder, drop_group_columns, either_labels,
+                     is_packed, label_attributes, pack_groups, resolve_groups, unpack_groups)
 from .datasets.paper import paper_defaults
-from .pruning import MaskSet, export_module, prunable_layers, sparsity_table
+from .pruning import (CRITERIA, MaskSet, PruningCriterion, check_criterion, export_module,
+                      prunable_layers, sparsity_table)
 from .report import disparity_report
 from .training.engine import FineTuningEngine
 from .training.evaluation import (batch_tensors, check_finite_outputs, forward, iter_logits,
@@ -105,17 +106,33 @@ class FairPrunedClassifier(NeuralNetClassifier):
         Equalized loss as the band ``|L_g − L| <= loss_tolerance`` or the signed equality
         ``L_g − L = 0`` (signed multipliers; the default form of the paper's code).
     pruning : {"unstructured", "channel"}, default="unstructured"
-        Magnitude pruning of single weights, or of whole output channels (L2 norm, coupled
-        through BatchNorm and residual connections).
+        Pruning of single weights, or of whole output channels (L2 norm, coupled through
+        BatchNorm and residual connections).
     pruning_scope : {"layerwise", "global"}, default="layerwise"
         Unstructured pruning per layer (the paper) or with one global threshold.
+    pruning_criterion : {"magnitude", "fairgrape", "bilevel"} or PruningCriterion, \
+default="magnitude"
+        Which weights a pruning update keeps (:mod:`fairprune.pruning.criteria`), chosen
+        independently of ``method``: the largest (GMP, the paper); FairGRAPE's group-balanced
+        importance (Lin et al., 2022; unstructured, per layer); or masks learned with the
+        weights under a fairness term (``"bilevel"``, our interpretation of Dai et al., 2023:
+        CEAG's Lagrangian by default, so ``method="ceag"``). An instance sets the options,
+        e.g. ``FairGRAPE(batch_size=64)`` or ``BiLevel(fairness="penalty")``.
+    pruning_schedule : {"cubic", "geometric"}, default="cubic"
+        When the pruning updates happen and at which sparsity: the cubic ramp of GMP (from 0
+        at the first epoch to ``sparsity`` at the last pruning epoch), or FairGRAPE's
+        iterative pruning (every ``pruning_frequency`` epochs the same fraction of the weights
+        goes, the first update already pruning); see :func:`fairprune.fairgrape_defaults`.
     dense_layers : tuple of str, default=("first", "last")
         Layers kept dense: module names or the tokens ``"first"``/``"last"`` (the paper's
         choice); ``()`` prunes every Conv/Linear layer.
     pruning_epochs : int, default=15
         Epochs of GMP, ramping the sparsity from 0 to ``sparsity``; 1 is one-shot pruning.
     pruning_frequency : int, default=1
-        Epochs between two GMP updates.
+        Epochs between two pruning updates.
+    pruning_lr : float or None, default=None
+        A constant learning rate of the pruning epochs (FairGRAPE: 1e-5 between its pruning
+        iterations); None: the pruning epochs follow ``lr`` and ``lr_milestones`` like the rest.
     max_epochs : int, default=45
         Epochs of fine-tuning with ``method`` **after** GMP. Unlike skorch's ``max_epochs``
         (every epoch of a fit), it does not count the pruning epochs: a fit runs
@@ -147,6 +164,12 @@ class FairPrunedClassifier(NeuralNetClassifier):
         batch of the validation split through the sparse model (eval mode, no gradient) into
         held-out replay buffers, which drive the dual step while the weights learn from
         training data only. Costs one evaluation forward pass per step.
+    group_mode : {"intersectional", "marginal"}, default="intersectional"
+        With several attributes (``groups=["race", "sex"]`` or a several-column frame of
+        labels): one group per combination of their values (the paper), or one group per value
+        of each attribute (the reference code's ``intersectional=False``), every sample counted
+        once per attribute in the constraints, buffers, statistics and reports. Marginal
+        groups are named ``(attribute, value)``.
     random_state : int or None, default=0
         Seed in [0, 2**32 - 1] (as scikit-learn's) of shuffling and module randomness, in a
         forked RNG. Same seed, same CPU result.
@@ -209,8 +232,9 @@ class FairPrunedClassifier(NeuralNetClassifier):
         Multipliers, replay buffers, the dense reference and the epoch's sums (a module).
     optimizer_, dual_optimizer_ : torch.optim.Optimizer
         The weights' optimizer; the multipliers' (constrained methods).
-    group_encoder_ : GroupEncoder
-        The encoding of the group labels (codes ``0 .. n_groups - 1``).
+    group_encoder_ : GroupEncoder or MarginalGroupEncoder
+        The encoding of the group labels (codes ``0 .. n_groups - 1``; one code per attribute
+        and sample with ``group_mode="marginal"``).
     n_classes_, classes_ : int, numpy.ndarray
         The dense module's number of outputs; ``arange(n_classes_)``.
     prunable_layers_ : list of str
@@ -256,6 +280,10 @@ class FairPrunedClassifier(NeuralNetClassifier):
         "selection_bound": [StrOptions({"point", "upper"})],
         "constraint_data": [StrOptions({"train", "heldout"})],
         "pruning": [StrOptions({"unstructured", "channel"})],
+        "pruning_criterion": [StrOptions(set(CRITERIA)), PruningCriterion],
+        "pruning_schedule": [StrOptions({"cubic", "geometric"})],
+        "pruning_lr": [None, _STEP],
+        "group_mode": [StrOptions({"intersectional", "marginal"})],
         "pruning_scope": [StrOptions({"layerwise", "global"})],
         "dense_layers": [tuple, list],
         "pruning_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -286,11 +314,13 @@ class FairPrunedClassifier(NeuralNetClassifier):
         loss_constraint="band",
         pruning="unstructured",
         pruning_scope="layerwise",
+        pruning_criterion="magnitude",
+        pruning_schedule="cubic",
         dense_layers=("first", "last"),
-        pruning_epochs=15, pruning_frequency=1, max_epochs=45,
+        pruning_epochs=15, pruning_frequency=1, pruning_lr=None, max_epochs=45,
         lr=0.01, batch_size=128, lr_milestones=(0.6, 0.8, 0.9), lr_gamma=0.1,
         epoch_selection=None, selection_bound="point", constraint_data="train",
-        random_state=0, memory=None, mixed_precision=None, device="cpu",
+        group_mode="intersectional", random_state=0, memory=None, mixed_precision=None, device="cpu",
         criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD, train_split=None,
         **kwargs,
     ):
@@ -308,14 +338,18 @@ class FairPrunedClassifier(NeuralNetClassifier):
         self.loss_constraint = loss_constraint
         self.pruning = pruning
         self.pruning_scope = pruning_scope
+        self.pruning_criterion = pruning_criterion
+        self.pruning_schedule = pruning_schedule
         self.dense_layers = dense_layers
         self.pruning_epochs = pruning_epochs
         self.pruning_frequency = pruning_frequency
+        self.pruning_lr = pruning_lr
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.epoch_selection = epoch_selection
         self.selection_bound = selection_bound
         self.constraint_data = constraint_data
+        self.group_mode = group_mode
         self.random_state = random_state
         self.memory = memory
         self.mixed_precision = mixed_precision
@@ -397,6 +431,8 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 "held-out max excess accuracy gap of epoch_selection='fair'; got "
                 f"epoch_selection={self.epoch_selection!r}. Pass epoch_selection='fair', or "
                 "leave selection_bound='point'.")
+        check_criterion(self.pruning_criterion).check(
+            pruning=self.pruning, pruning_scope=self.pruning_scope, method=self.method)
         if not any(p.requires_grad for p in self.dense_module.parameters()):
             raise InvalidParameterError(
                 f"The 'dense_module' parameter of {owner} has no trainable parameters (none, "
@@ -623,7 +659,9 @@ class FairPrunedClassifier(NeuralNetClassifier):
                 "Softmax layer (predict_proba applies softmax itself).",
                 DenseModelWarning, stacklevel=4)
         if fresh:
-            self.group_encoder_ = GroupEncoder().fit(labels)
+            self.group_encoder_ = (
+                MarginalGroupEncoder().fit(labels, label_attributes(self.groups, groups))
+                if self.group_mode == "marginal" else GroupEncoder().fit(labels))
         self.n_classes_ = int(logits.shape[1])
         if classes is not None and not np.array_equal(np.unique(classes),
                                                       np.arange(self.n_classes_)):
@@ -666,8 +704,15 @@ class FairPrunedClassifier(NeuralNetClassifier):
         if epochs is None:
             epochs = epochs_to_run(self)
         if self.memory is not None and includes_whole_gmp_phase(self, epochs):
-            run_or_load_gmp(self, X, y, fit_params)
-            epochs -= self.pruning_epochs
+            if check_criterion(self.pruning_criterion).fairness == "lagrangian":
+                warnings.warn(
+                    "memory= is not used for this fit: the pruning criterion learns its masks "
+                    "under CEAG's multipliers, so the pruning phase depends on the tolerance "
+                    "and the dual parameters, and its multipliers are not cached.",
+                    GMPCacheWarning, stacklevel=3)
+            else:
+                run_or_load_gmp(self, X, y, fit_params)
+                epochs -= self.pruning_epochs
         return self.run_epochs(X, y, epochs, fit_params)
 
     def run_epochs(self, X, y, epochs: int, fit_params: dict):
@@ -742,7 +787,7 @@ class FairPrunedClassifier(NeuralNetClassifier):
                                      ) from None
         with warnings.catch_warnings():  # small groups: said by the user's own reports
             warnings.simplefilter("ignore", SmallGroupWarning)
-            report = disparity_report(y_true, dense, sparse, self.groups_[codes], self.tolerance)
+            report = self._report(y_true, dense, sparse, self._labels_of_codes(codes))
         self.train_report_ = report
         collapse = _collapse(y_true, dense, sparse)
         self.fit_status_ = "ok"
@@ -763,13 +808,19 @@ class FairPrunedClassifier(NeuralNetClassifier):
             return
         self.fit_status_ = report.attrs["fit_status"] = "tolerance_not_met"
         top = report.nlargest(3, "excess_accuracy_gap")
+        labels = (top["attribute"] + "=" + top["group"].astype(str) if "attribute" in top
+                  else top["group"])
         names = ", ".join(
-            f"{g!r} ({v:+.3f})" for g, v in zip(top["group"], top["excess_accuracy_gap"]))
+            f"{g!r} ({v:+.3f})" for g, v in zip(labels, top["excess_accuracy_gap"]))
         buffer = self.fairness_.buffer
         idle = [] if buffer is None else self.groups_[~buffer.ready().cpu().numpy()].tolist()
-        cause = (f"The constraints of {idle[:5]} never acted: their replay buffers never "
-                 "filled (no training sample after the split?)." if idle else
-                 "The tolerance may be infeasible at this sparsity, or training too short.")
+        if not self.max_epochs:
+            cause = "No fine-tuning epoch ran (max_epochs=0): the constraints never acted."
+        elif idle:
+            cause = (f"The constraints of {idle[:5]} never acted: their replay buffers never "
+                     "filled (no training sample after the split?).")
+        else:
+            cause = "The tolerance may be infeasible at this sparsity, or training too short."
         warnings.warn(
             f"Training ended with max excess accuracy gap {worst:.4f} > tolerance "
             f"{self.tolerance:g} on the training data (worst groups: {names}). {cause} See "
@@ -821,7 +872,9 @@ class FairPrunedClassifier(NeuralNetClassifier):
             problem = make_problem(phase, self.fairness_, tolerance=self.tolerance,
                                    loss_tolerance=self.loss_tolerance,
                                    loss_constraint=self.loss_constraint,
-                                   constraint_data=self.constraint_data)
+                                   constraint_data=self.constraint_data,
+                                   pruning_fairness=check_criterion(
+                                       self.pruning_criterion).fairness)
             dual = getattr(self, "dual_optimizer_", None) if problem.constrained else None
             engine = FineTuningEngine(problem, self.optimizer_, dual, self.masks_,
                                       max_multiplier_sum=self.max_multiplier_sum,
@@ -948,12 +1001,30 @@ class FairPrunedClassifier(NeuralNetClassifier):
             raise ValueError("disparity_report needs group labels: pass sensitive_features=... "
                              "(or groups=...) or set a locator.")
         y = check_targets(y, self.n_classes_, len(labels))
-        report = disparity_report(y, self.predict_dense(X), self.predict(X), labels,
-                                  self.tolerance, n_boot=n_boot, ci=ci,
-                                  random_state=random_state)
+        report = self._report(y, self.predict_dense(X), self.predict(X), labels, n_boot=n_boot,
+                              ci=ci, random_state=random_state)
         known = set(self.groups_.tolist())
-        report["seen_in_fit"] = [g in known for g in report["group"]]
+        names = (zip(report["attribute"], report["group"]) if "attribute" in report
+                 else report["group"])
+        report["seen_in_fit"] = [g in known for g in names]
         return report
+
+    def _report(self, y_true, dense, sparse, labels, **bootstrap) -> pd.DataFrame:
+        """:func:`fairprune.report.disparity_report` with this estimator's tolerance and
+        group mode."""
+        attributes = getattr(self.group_encoder_, "attributes_", None)
+        return disparity_report(y_true, dense, sparse, labels, self.tolerance,
+                                group_mode=self.group_mode, attributes=attributes, **bootstrap)
+
+    def _labels_of_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Group labels of the fit's codes: the labels themselves, or for marginal groups
+        the tuple of each sample's values."""
+        classes = self.groups_
+        if np.ndim(codes) == 1:
+            return classes[codes]
+        labels = np.empty(len(codes), dtype=object)
+        labels[:] = [tuple(classes[code][1] for code in row) for row in codes.tolist()]
+        return labels
 
     @property
     def groups_(self) -> np.ndarray:
@@ -1071,9 +1142,10 @@ _NOT_IN_FINGERPRINT = frozenset({"dense_module", "module", "verbose", "memory", 
 
 #: Parameters that define a run: a fit that continues it (warm start, ``partial_fit``)
 #: refuses a change of any of them (:meth:`FairPrunedClassifier._check_continuation`).
-_RUN_DEFINING = ("sparsity", "method", "pruning", "pruning_scope", "dense_layers",
-                 "pruning_epochs", "pruning_frequency", "replay_buffer_size",
-                 "constraint_data", "dual_optimizer", "groups", "mixed_precision")
+_RUN_DEFINING = ("sparsity", "method", "pruning", "pruning_scope", "pruning_criterion",
+                 "pruning_schedule", "dense_layers", "pruning_epochs", "pruning_frequency",
+                 "replay_buffer_size", "constraint_data", "dual_optimizer", "groups",
+                 "group_mode", "mixed_precision")
 
 
 def _same_value(a, b) -> bool:

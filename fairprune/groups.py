@@ -31,12 +31,14 @@ __all__ = [
     "GROUPS_KEY",
     "GroupEncoder",
     "GroupLocator",
+    "MarginalGroupEncoder",
     "by_target",
     "check_locator",
     "drop_group_columns",
     "either_labels",
     "encode_groups",
     "is_packed",
+    "label_attributes",
     "locate_groups",
     "pack_groups",
     "resolve_groups",
@@ -296,6 +298,92 @@ class GroupEncoder:
     def fit_transform(self, labels: Any) -> np.ndarray:
         array = check_label_array(labels, "groups")  # checked once for both steps
         return self._fit_checked(array, _categories(labels))._codes(array, "error")
+
+
+def label_attributes(locator: GroupLocator, groups: Any) -> list[str] | None:
+    """Names of the attributes behind each label's parts: the columns of a several-column
+    frame passed as ``groups``, else the locator's columns; None when nothing names them."""
+    if isinstance(groups, pd.DataFrame):
+        return [str(c) for c in groups.columns]
+    if groups is None and isinstance(locator, str):
+        return [locator]
+    if groups is None and isinstance(locator, (list, tuple)):
+        return [str(c) for c in locator]
+    return None
+
+
+class MarginalGroupEncoder:
+    """Encode several attributes as *marginal* groups: one group per value of each attribute.
+
+    Each sample belongs to one group per attribute (``race=white`` and ``sex=female``), so its
+    codes are a row of ``n_attributes`` integers: the code of its value of attribute ``a``,
+    offset by the number of values of the attributes before ``a``. Groups are ordered by
+    attribute, then by :class:`GroupEncoder`'s ordering of the values.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray of object
+        ``(attribute, value)`` pairs in code order.
+    attributes_ : list of str
+        The attribute names (``"attribute 0"``, ... when nothing named them).
+
+    Examples
+    --------
+    >>> enc = MarginalGroupEncoder().fit([("a", "f"), ("b", "f"), ("b", "m")], ["race", "sex"])
+    >>> enc.classes_.tolist()
+    [('race', 'a'), ('race', 'b'), ('sex', 'f'), ('sex', 'm')]
+    >>> enc.transform([("b", "m")]).tolist()
+    [[1, 3]]
+    """
+
+    def fit(self, labels: Any, attributes: list[str] | None = None) -> "MarginalGroupEncoder":
+        columns = self._columns(labels)
+        if attributes is None or len(attributes) != len(columns):
+            attributes = ([f"attribute {i}" for i in range(len(columns))] if len(columns) > 1
+                          else ["group"])
+        self.attributes_ = list(attributes)
+        self.encoders_ = [GroupEncoder().fit(column) for column in columns]
+        pairs = [(name, value) for name, encoder in zip(self.attributes_, self.encoders_)
+                 for value in encoder.classes_]
+        self.classes_ = np.empty(len(pairs), dtype=object)
+        self.classes_[:] = pairs
+        self.offsets_ = np.cumsum([0] + [e.n_groups for e in self.encoders_])[:-1]
+        return self
+
+    @staticmethod
+    def _columns(labels: Any) -> list[np.ndarray]:
+        """One label array per attribute (the parts of tuple labels; a single attribute for
+        plain labels)."""
+        array = check_label_array(labels, "groups")
+        if not all(isinstance(value, tuple) for value in array):
+            return [array]
+        widths = {len(value) for value in array}
+        if len(widths) != 1:
+            raise ValueError(
+                "group_mode='marginal' needs the same attributes for every sample; the group "
+                f"labels are tuples of {sorted(widths)} values.")
+        return [check_label_array([value[i] for value in array], "groups")
+                for i in range(widths.pop())]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.classes_)
+
+    def transform(self, labels: Any, *, unseen: str = "error") -> np.ndarray:
+        """``(n_samples, n_attributes)`` codes; unseen values raise, or get -1."""
+        columns = self._columns(labels)
+        if len(columns) != len(self.encoders_):
+            raise ValueError(
+                f"The group labels have {len(columns)} attribute(s); fit saw "
+                f"{len(self.encoders_)} ({', '.join(self.attributes_)}).")
+        codes = [encoder.transform(column, unseen=unseen) for encoder, column in
+                 zip(self.encoders_, columns)]
+        stacked = np.stack([np.where(c >= 0, c + offset, -1)
+                            for c, offset in zip(codes, self.offsets_)], axis=1)
+        return stacked.astype(np.int64)
+
+    def fit_transform(self, labels: Any, attributes: list[str] | None = None) -> np.ndarray:
+        return self.fit(labels, attributes).transform(labels)
 
 
 def _categories(labels: Any) -> list | None:

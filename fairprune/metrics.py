@@ -139,10 +139,20 @@ def group_accuracy(y_true: Any, y_pred: Any, groups: Any) -> pd.Series:
     return pd.Series(values, index=labels, name="accuracy")
 
 
-def _gaps(y_true, y_pred_dense, y_pred_sparse, groups) -> tuple[pd.Series, float]:
+def _gaps(y_true, y_pred_dense, y_pred_sparse, groups,
+          group_mode: str = "intersectional") -> tuple[pd.Series, float]:
     y_true, dense, sparse, labels, codes = checked_predictions(
         y_true, y_pred_dense, y_pred_sparse, groups)
     diff = correct(y_true, dense) - correct(y_true, sparse)
+    if group_mode == "marginal":  # one group per attribute value, each row in one per attribute
+        from .groups import MarginalGroupEncoder, label_attributes
+
+        encoder = MarginalGroupEncoder().fit(labels[codes], label_attributes(None, groups))
+        cells = encoder.transform(labels[codes])
+        labels = pd.MultiIndex.from_tuples(list(encoder.classes_), names=["attribute", "group"])
+        diff, codes = np.repeat(diff, cells.shape[1]), cells.reshape(-1)
+    elif group_mode != "intersectional":
+        raise ValueError(f"group_mode must be 'intersectional' or 'marginal'; got {group_mode!r}.")
     per_group = per_group_mean(diff, codes, len(labels))
     sizes = np.bincount(codes, minlength=len(labels))
     excess = excess_from_gaps(per_group, sizes)
@@ -150,7 +160,10 @@ def _gaps(y_true, y_pred_dense, y_pred_sparse, groups) -> tuple[pd.Series, float
             pd.Series(excess, index=labels, name="excess_accuracy_gap"))
 
 
-def accuracy_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> pd.Series:
+def accuracy_gaps(
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+    group_mode: str = "intersectional"
+) -> pd.Series:
     """Per-group accuracy lost by pruning, ``Δ_g = acc_g(dense) − acc_g(sparse)``.
 
     Parameters
@@ -158,7 +171,11 @@ def accuracy_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: An
     y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
         True labels and the dense and sparse models' predictions.
     groups : array-like of shape (n_samples,)
-        Group label of every sample.
+        Group label of every sample (a several-column frame: one label per combination).
+    group_mode : {"intersectional", "marginal"}, default="intersectional"
+        With several attributes: one group per combination of values, or one per value of
+        each attribute (indexed by ``(attribute, value)``), each row counted once per
+        attribute.
 
     Returns
     -------
@@ -173,11 +190,12 @@ def accuracy_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: An
     b    0.0
     Name: accuracy_gap, dtype: float64
     """
-    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups)[0]
+    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups, group_mode)[0]
 
 
 def excess_accuracy_gaps(
-    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+    group_mode: str = "intersectional"
 ) -> pd.Series:
     """Per-group excess accuracy gap ``ψ_g = Δ_g − Δ``.
 
@@ -199,10 +217,13 @@ def excess_accuracy_gaps(
     b   -0.25
     Name: excess_accuracy_gap, dtype: float64
     """
-    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups)[1]
+    return _gaps(y_true, y_pred_dense, y_pred_sparse, groups, group_mode)[1]
 
 
-def pairwise_disparity(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any) -> float:
+def pairwise_disparity(
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+    group_mode: str = "intersectional"
+) -> float:
     """Pairwise disparity ``Ψ_PW = max_g Δ_g − min_g Δ_g`` (a fraction, >= 0).
 
     Examples
@@ -210,11 +231,12 @@ def pairwise_disparity(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, group
     >>> pairwise_disparity([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
     0.5
     """
-    return disparity_of_excess(_gaps(y_true, y_pred_dense, y_pred_sparse, groups)[1])[1]
+    return disparity_of_excess(_gaps(y_true, y_pred_dense, y_pred_sparse, groups, group_mode)[1])[1]
 
 
 def max_excess_accuracy_gap(
-    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any
+    y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+    group_mode: str = "intersectional"
 ) -> float:
     """Largest excess accuracy gap ``max_g ψ_g`` (a fraction, >= 0, <= ``Ψ_PW``).
 
@@ -223,4 +245,4 @@ def max_excess_accuracy_gap(
     >>> max_excess_accuracy_gap([1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], ["a", "a", "b", "b"])
     0.25
     """
-    return disparity_of_excess(_gaps(y_true, y_pred_dense, y_pred_sparse, groups)[1])[0]
+    return disparity_of_excess(_gaps(y_true, y_pred_dense, y_pred_sparse, groups, group_mode)[1])[0]

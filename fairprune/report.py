@@ -14,6 +14,7 @@ from ._validation import InvalidParameterError, check_tolerance
 from .exceptions import SmallGroupWarning
 from .intervals import (MIN_GROUP_SIZE, bootstrap_category_counts, category_counts,
                         percentile_interval, row_categories, statistics_of_counts)
+from .groups import MarginalGroupEncoder, label_attributes
 from .metrics import checked_predictions
 
 __all__ = [
@@ -64,6 +65,8 @@ def disparity_report(
     n_boot: int = 0,
     ci: float = 0.95,
     random_state: Any = None,
+    group_mode: str = "intersectional",
+    attributes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Per-group accuracy of the dense and sparse models and the disparity of pruning.
 
@@ -84,6 +87,15 @@ def disparity_report(
         Level of the percentile intervals, in (0, 1).
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the resampling: the same seed gives the same intervals.
+    group_mode : {"intersectional", "marginal"}, default="intersectional"
+        With several attributes (a several-column frame, or tuple labels): one group per
+        combination of their values, or one group per value of each attribute, every row
+        counted once per attribute (the excess gaps then all compare with the same overall
+        drop). Marginal reports have an ``attribute`` column, and their bootstrap resamples
+        rows within each combination of values, so that every attribute's groups move together.
+    attributes : list of str, optional
+        Attribute names of a marginal report (default: the frame's columns, else
+        ``"attribute 0"``, ...).
 
     Returns
     -------
@@ -116,13 +128,27 @@ def disparity_report(
     """
     tolerance = check_tolerance(tolerance, owner="disparity_report")
     n_boot, ci, rng = _check_bootstrap(n_boot, ci, random_state)
+    if group_mode not in ("intersectional", "marginal"):
+        raise InvalidParameterError(
+            "The 'group_mode' parameter of disparity_report must be 'intersectional' or "
+            f"'marginal'. Got {group_mode!r} instead.")
+    if attributes is None:
+        attributes = label_attributes(None, groups)
     y_true, dense, sparse, labels, codes = checked_predictions(
         y_true, y_pred_dense, y_pred_sparse, groups)
-    n_groups = len(labels)
     pos_label = _positive_label(y_true, dense, sparse, pos_label)
     binary = pos_label is not None
     categories, n_categories = row_categories(y_true, dense, sparse, pos_label)
-    counts = category_counts(categories, codes, n_groups, n_categories)
+    counts = category_counts(categories, codes, len(labels), n_categories)
+    aggregate, attribute_column = None, None
+    if group_mode == "marginal":  # rows counted once per attribute: sums of intersections
+        encoder = MarginalGroupEncoder().fit(labels, attributes)
+        aggregate = np.zeros((encoder.n_groups, len(labels)))
+        aggregate[encoder.transform(labels), np.arange(len(labels))[:, None]] = 1.0
+        counts = (aggregate @ counts).astype(np.int64)
+        attribute_column = [attribute for attribute, _ in encoder.classes_]
+        labels = [value for _, value in encoder.classes_]
+    n_groups = len(labels)
     stats = statistics_of_counts(counts, binary)
     n = counts.sum(axis=1)
     excess = stats["excess_accuracy_gap"]
@@ -149,6 +175,8 @@ def disparity_report(
     if binary:
         for name in RATE_COLUMNS:
             report[name] = stats[name]
+    if attribute_column is not None:
+        report.insert(0, "attribute", attribute_column)
     report.attrs.update(
         {
             "overall_gap": float(stats["overall_gap"]),
@@ -160,8 +188,11 @@ def disparity_report(
             "n_violating": None if tolerance is None else int((excess > tolerance).sum()),
         }
     )
+    report.attrs["group_mode"] = group_mode
     if n_boot:
-        _add_intervals(report, counts, binary, n_boot, ci, rng, tolerance)
+        resample_counts = counts if aggregate is None else category_counts(
+            categories, codes, aggregate.shape[1], n_categories)
+        _add_intervals(report, resample_counts, binary, n_boot, ci, rng, tolerance, aggregate)
     small = report.loc[report["small_group"], "group"].tolist()
     if small:
         warnings.warn(
@@ -191,10 +222,14 @@ def _check_bootstrap(n_boot, ci, random_state):
 
 
 def _add_intervals(report: pd.DataFrame, counts: np.ndarray, binary: bool, n_boot: int,
-                   ci: float, rng: np.random.Generator, tolerance: float | None) -> None:
+                   ci: float, rng: np.random.Generator, tolerance: float | None,
+                   aggregate: np.ndarray | None = None) -> None:
     """Interval columns, the verdict and the summary intervals, from ``n_boot`` paired,
-    group-stratified resamples (:mod:`fairprune.intervals`)."""
+    group-stratified resamples (:mod:`fairprune.intervals`); ``aggregate`` sums the
+    resampled strata into the report's groups (marginal groups)."""
     resampled, categories = bootstrap_category_counts(counts, n_boot, rng)
+    if aggregate is not None:
+        resampled = np.einsum("gs,bsc->bgc", aggregate, resampled)
     replicates = statistics_of_counts(resampled, binary, categories)
     for name in ["accuracy_gap", "excess_accuracy_gap", *(RATE_COLUMNS if binary else [])]:
         low, high = percentile_interval(replicates[name], ci)

@@ -128,7 +128,9 @@ class DisparityScorer(_BaseScorer):
         check_known_labels(y_true, getattr(final, "classes_", None), self._routing_repr())
         sparse = estimator.predict(X)
         dense = final.predict_dense(to_final_input(X))
-        return self._sign * float(self._score_func(y_true, dense, sparse, groups))
+        mode = getattr(final, "group_mode", "intersectional")
+        options = {} if mode == "intersectional" else {"group_mode": mode}
+        return self._sign * float(self._score_func(y_true, dense, sparse, groups, **options))
 
     def __repr__(self) -> str:
         name = getattr(self._score_func, "__name__", repr(self._score_func))

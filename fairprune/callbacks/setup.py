@@ -14,7 +14,7 @@ from skorch.utils import to_tensor
 
 from ..exceptions import DenseModelWarning
 from ..groups import FEATURES_KEY
-from ..pruning import MaskSet, prunable_layers
+from ..pruning import MaskSet, check_criterion, prunable_layers
 from ..training.engine import make_dual_optimizer
 from ..training.evaluation import per_sample_evaluation
 from ..training.methods import auto_dual_lr, is_constrained, make_fairness_state
@@ -37,20 +37,22 @@ class FairnessSetup(Callback):
             return
         dataset_train, dataset_valid = net.get_split_datasets(X, y)
         n_groups = net.group_encoder_.n_groups
+        check_criterion(net.pruning_criterion).check_groups(n_groups)
+        net.__dict__["pruning_state_"] = None
         state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device,
                                     net.constraint_data)
         losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
         state.reference.fill(losses, correct, group_ids)
         self.check_dense_accuracy(float(state.reference.accuracy), y)
         if state.buffer is not None:  # small groups: ready once they hold all their samples
-            state.buffer.limit_to_group_sizes_(torch.bincount(group_ids, minlength=n_groups))
+            state.buffer.limit_to_group_sizes_(torch.bincount(group_ids.reshape(-1), minlength=n_groups))
         if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
             losses, correct, valid_ids = per_sample_evaluation(net, net.dense_module_,
                                                                dataset_valid)
             state.heldout_reference.fill(losses, correct, valid_ids)
             if state.heldout_buffer is not None:
                 state.heldout_buffer.limit_to_group_sizes_(
-                    torch.bincount(valid_ids, minlength=n_groups))
+                    torch.bincount(valid_ids.reshape(-1), minlength=n_groups))
         masks = MaskSet()
         masks.target_sparsity = 0.0
         net.set_fairness_state_(state, masks)

@@ -35,7 +35,8 @@ from torch import nn
 
 from .distributed import is_distributed, pooled_group_means, sum_over_processes
 from .replay_buffer import ReplayBuffer
-from .statistics import BatchGroupStats, DenseReference, excess_gaps, promoted_dot, weighted_overall
+from .statistics import (BatchGroupStats, DenseReference, excess_gaps, flat_cells, promoted_dot,
+                         weighted_overall)
 
 __all__ = [
     "CEAGProblem",
@@ -43,6 +44,7 @@ __all__ = [
     "FairnessProblem",
     "FairnessState",
     "NaiveFineTuning",
+    "ParityPenaltyProblem",
     "SignedEqualizedLossProblem",
     "StepInputs",
     "project_capped_simplex",
@@ -138,6 +140,14 @@ class FairnessState(nn.Module):
         dense model's correctness on the same rows) to the epoch's sums of that split;
         ``batch_counts`` (samples per group) saves counting them again."""
         heldout = _is_valid(split)
+        if dense_correct is not None:
+            group_ids, correct, dense_correct, *rest = flat_cells(
+                group_ids, correct, dense_correct, *([] if loss is None else [loss]))
+            loss = rest[0] if rest else None
+        elif loss is not None:
+            group_ids, correct, loss = flat_cells(group_ids, correct, loss)
+        else:
+            group_ids, correct = flat_cells(group_ids, correct)
         sums, counts = ((self.heldout_correct, self.heldout_count) if heldout
                         else (self.epoch_correct, self.epoch_count))
         correct = correct.to(sums.dtype)
@@ -226,8 +236,8 @@ def _buffer_estimates(buffer: ReplayBuffer) -> tuple[torch.Tensor, torch.Tensor]
 def _pooled_batch_means(values: torch.Tensor, inputs: StepInputs, stats: BatchGroupStats):
     """Per-group means of a batch's per-sample ``values``, pooled over data-parallel
     processes: ``(means, present, counts)``."""
-    sums = torch.zeros_like(stats.counts).index_add_(
-        0, inputs.group_ids, values.to(stats.counts.dtype))
+    group_ids, values = flat_cells(inputs.group_ids, values)
+    sums = torch.zeros_like(stats.counts).index_add_(0, group_ids, values.to(stats.counts.dtype))
     return pooled_group_means(sums, stats.counts)
 
 
@@ -248,6 +258,8 @@ class FairnessProblem:
 
     constrained = True
     constraint_type = cooper.ConstraintType.INEQUALITY
+    #: an unconstrained problem's fixed penalty added to the mean loss (None: the mean loss)
+    penalty: str | None = None
 
     #: Tolerances are clipped here before they meet float32 tensors: any larger value is
     #: never binding (|ψ_g| <= 2 and losses stay far below it), and a huge one (1e300) would
@@ -305,6 +317,8 @@ class FairnessProblem:
         # μ_{g_i} / n_{g_i} per sample; summed over the batch it is Σ_g μ_g over the groups
         # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
         share = (self.primal_weights(stats) / stats.safe_counts)[stats.group_ids]
+        if stats.cells_per_row > 1:  # marginal groups: a sample's share in each of its groups
+            share = share.view(-1, stats.cells_per_row).sum(dim=1)
         weights = share + (1 - share.sum()) / max(per_sample_loss.numel(), 1)
         return promoted_dot(weights, per_sample_loss)
 
@@ -318,6 +332,25 @@ class NaiveFineTuning(FairnessProblem):
                  dual_from_heldout: bool = False) -> None:
         super().__init__(state, dual_from_heldout)
         self.tolerance = min(float(tolerance), self.max_tolerance)
+
+
+class ParityPenaltyProblem(NaiveFineTuning):
+    """The mean loss plus a fixed-weight penalty on the gap between two groups' mean losses,
+    ``L + |L_a − L_b|`` (a smooth surrogate of the accuracy-parity gap; the bi-level paper's
+    fairness term, weight 1). No multipliers. A batch without rows of both groups adds
+    nothing."""
+
+    penalty = "parity"
+
+    def penalized_objective(self, per_sample_loss: torch.Tensor,
+                            group_ids: torch.Tensor) -> torch.Tensor:
+        """The differentiable objective of one batch."""
+        stats = BatchGroupStats(per_sample_loss, per_sample_loss.detach(), group_ids,
+                                self.state.num_groups)
+        losses = stats.group_loss
+        both = stats.present.all()
+        gap = torch.where(both, (losses[0] - losses[1]).abs(), losses.new_zeros(()))
+        return per_sample_loss.mean() + gap
 
 
 class CEAGProblem(FairnessProblem):
@@ -408,7 +441,7 @@ class EqualizedLossProblem(FairnessProblem):
                 loss = (group_loss * counts).sum() / counts.sum().clamp(min=1)
             gap = self.loss_gap(group_loss, loss)
             return torch.where(present, gap, torch.zeros_like(gap))
-        buffer.update(inputs.group_ids, stats.per_sample_loss, stats.counts)
+        buffer.update(stats.group_ids, stats.per_sample_loss, stats.counts)
         losses, trusted = _buffer_estimates(buffer)
         overall = weighted_overall(losses, self.state.reference.group_frequency, trusted)
         return torch.where(trusted, self.loss_gap(losses, overall), 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .statistics import group_counts
+from .statistics import flat_cells, group_counts
 
 __all__ = ["ReplayBuffer"]
 
@@ -80,6 +80,7 @@ class ReplayBuffer(nn.Module):
         ``batch_counts``, the ``(num_groups,)`` samples of each group in the batch, saves
         counting them again when the caller has them.
         """
+        group_ids, values = flat_cells(group_ids, values)
         group_ids = group_ids.to(self.storage.device, torch.long)
         if values.requires_grad:
             values = values.detach()

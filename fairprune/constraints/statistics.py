@@ -10,7 +10,21 @@ from torch import nn
 from .distributed import is_distributed, sum_over_processes
 
 __all__ = ["BatchGroupStats", "DenseReference", "batch_group_stats", "excess_gaps",
-           "group_counts", "promoted_dot", "weighted_overall"]
+           "flat_cells", "group_counts", "promoted_dot", "weighted_overall"]
+
+
+def flat_cells(group_ids: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Group ids and per-sample values with one entry per (sample, group) pair.
+
+    Intersectional groups give one id per sample (``(B,)``) and pass through unchanged.
+    Marginal groups give one id per attribute (``(B, A)``): every sample then counts once in
+    each of its ``A`` groups, so ids are flattened and each value repeated ``A`` times.
+    """
+    if group_ids.dim() == 1:
+        return (group_ids, *values)
+    width = group_ids.shape[1]
+    return (group_ids.reshape(-1),
+            *(v.unsqueeze(1).expand(-1, width).reshape(-1) for v in values))
 
 
 def group_counts(group_ids: torch.Tensor, num_groups: int, dtype: torch.dtype) -> torch.Tensor:
@@ -39,6 +53,9 @@ class BatchGroupStats:
 
     def __init__(self, per_sample_loss: torch.Tensor, correct: torch.Tensor,
                  group_ids: torch.Tensor, num_groups: int) -> None:
+        #: groups per sample: 1, or the number of attributes of marginal groups
+        self.cells_per_row = 1 if group_ids.dim() == 1 else group_ids.shape[1]
+        group_ids, per_sample_loss, correct = flat_cells(group_ids, per_sample_loss, correct)
         self.per_sample_loss, self.correct, self.group_ids = per_sample_loss, correct, group_ids
         self.num_groups = num_groups
 
@@ -129,6 +146,7 @@ class DenseReference(nn.Module):
     @torch.no_grad()
     def fill(self, per_sample_loss: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor):
         """Set the constants from the dense model's per-sample losses and correctness."""
+        group_ids, per_sample_loss, correct = flat_cells(group_ids, per_sample_loss, correct)
         if is_distributed():
             return self._fill_pooled(per_sample_loss.float(), correct.float(), group_ids)
         stats = batch_group_stats(per_sample_loss.float(), correct, group_ids, self.num_groups)

@@ -149,7 +149,7 @@ def _weight_name(layer_name: str) -> str:
     return f"{layer_name}.weight"
 
 
-def _keep_mask(scores: torch.Tensor, n_pruned: int) -> torch.Tensor:
+def keep_largest(scores: torch.Tensor, n_pruned: int) -> torch.Tensor:
     """1 everywhere but at the ``n_pruned`` smallest scores (ties: lowest index first)."""
     flat = scores.flatten()
     mask = torch.ones_like(flat)
@@ -173,12 +173,12 @@ def magnitude_masks(
     weights = {_weight_name(n): module.get_parameter(_weight_name(n)) for n in layer_names}
     if scope == "layerwise":
         return {
-            name: _keep_mask(w.abs(), round(sparsity * w.numel())).to(w.dtype)
+            name: keep_largest(w.abs(), round(sparsity * w.numel())).to(w.dtype)
             for name, w in weights.items()
         }
     if scope == "global":
         scores = torch.cat([w.detach().abs().flatten().float() for w in weights.values()])
-        keep = _keep_mask(scores, round(sparsity * scores.numel()))
+        keep = keep_largest(scores, round(sparsity * scores.numel()))
         masks, offset = {}, 0
         for name, w in weights.items():
             masks[name] = keep[offset : offset + w.numel()].view_as(w).to(w.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cubic_sparsity"]
+__all__ = ["cubic_sparsity", "geometric_sparsity"]
 
 
 def cubic_sparsity(
@@ -63,3 +63,26 @@ def cubic_sparsity(
     quantized = start_step + math.floor((step - start_step) / frequency) * frequency
     progress = (quantized - start_step) / (end_step - start_step)
     return float(final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3)
+
+
+def geometric_sparsity(step: int, final_sparsity: float, n_updates: int, *,
+                       frequency: int = 1) -> float:
+    """Target sparsity at ``step`` of a geometric schedule (FairGRAPE's iterative pruning).
+
+    Update ``j = step // frequency`` (0-based, at most ``n_updates - 1``) reaches
+    ``1 − (1 − s_f)^((j + 1) / n_updates)``: every update keeps the same fraction of the
+    weights the previous one kept, and the last one reaches ``s_f``. The first update (step 0)
+    already prunes.
+
+    Examples
+    --------
+    >>> [round(geometric_sparsity(t, 0.75, n_updates=2), 4) for t in range(3)]
+    [0.5, 0.75, 0.75]
+    """
+    if not 0 <= final_sparsity < 1:
+        raise ValueError(f"final_sparsity must be in [0, 1); got {final_sparsity!r}.")
+    if n_updates < 1 or frequency < 1:
+        raise ValueError(f"n_updates and frequency must be >= 1; got {n_updates!r}, "
+                         f"{frequency!r}.")
+    update = min(max(step, 0) // frequency, n_updates - 1)
+    return float(1.0 - (1.0 - final_sparsity) ** ((update + 1) / n_updates))

@@ -163,7 +163,8 @@ class FineTuningEngine:
         detached_loss = per_sample_loss.detach()
         batch_counts = None
         if not problem.constrained:  # NFT: the plain mean loss, no group statistics
-            objective = per_sample_loss.mean()
+            objective = (per_sample_loss.mean() if problem.penalty is None
+                         else problem.penalized_objective(per_sample_loss, group_ids))
         else:
             # group sums of detached losses for the dual update; the primal objective weights
             # the differentiable per-sample losses (see FairnessProblem.primal_objective)

@@ -8,7 +8,8 @@ the target sparsity is reached).
 from __future__ import annotations
 
 from ..constraints.problems import CEAGProblem, EqualizedLossProblem, FairnessProblem
-from ..constraints.problems import FairnessState, NaiveFineTuning, SignedEqualizedLossProblem
+from ..constraints.problems import (FairnessState, NaiveFineTuning, ParityPenaltyProblem,
+                                   SignedEqualizedLossProblem)
 from .phases import GMP
 
 __all__ = [
@@ -64,10 +65,19 @@ def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
 
 def make_problem(phase: str, state: FairnessState, *, tolerance: float,
                  loss_tolerance: float, loss_constraint: str,
-                 constraint_data: str = "train") -> FairnessProblem:
+                 constraint_data: str = "train",
+                 pruning_fairness: str | None = None) -> FairnessProblem:
     """The problem the training step drives in ``phase`` (``"gmp"`` or a method name);
-    ``constraint_data="heldout"`` feeds the dual updates from the held-out split."""
+    ``constraint_data="heldout"`` feeds the dual updates from the held-out split.
+
+    The GMP phase runs plain fine-tuning, unless the pruning criterion learns its masks under
+    a fairness term (``pruning_fairness``): ``"penalty"``, the two-group parity penalty, or
+    ``"lagrangian"``, CEAG's constraints from the first epoch on."""
     from_heldout = constraint_data == "heldout"
+    if phase == GMP and pruning_fairness == "penalty":
+        return ParityPenaltyProblem(state)
+    if phase == GMP and pruning_fairness == "lagrangian":
+        return CEAGProblem(state, tolerance, dual_from_heldout=from_heldout)
     if phase in (GMP, "nft"):
         return NaiveFineTuning(state, tolerance)
     if phase == "ceag":

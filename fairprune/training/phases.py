@@ -19,6 +19,7 @@ __all__ = [
     "lr_at_epoch",
     "lr_milestone_epochs",
     "phase_of",
+    "pruning_target",
     "stage_of",
     "total_epochs",
 ]
@@ -76,6 +77,33 @@ def includes_whole_gmp_phase(net, epochs: int) -> bool:
     return not len(net.history) and epochs >= net.pruning_epochs
 
 
+def pruning_target(net, epoch: int) -> float | None:
+    """The sparsity a pruning update at the start of ``epoch`` (0-based) reaches, or None
+    when the epoch has no update (outside the GMP phase, or between two updates).
+
+    ``pruning_schedule="cubic"`` (Zhu & Gupta): updates every ``pruning_frequency`` epochs and
+    at the last GMP epoch, which reaches ``sparsity``; the first update (epoch 0) is at
+    sparsity 0. ``"geometric"`` (FairGRAPE): ``ceil(pruning_epochs / pruning_frequency)``
+    updates every ``pruning_frequency`` epochs, each keeping the same fraction of the
+    weights, the first at epoch 0 already pruning, the last reaching ``sparsity``.
+    """
+    from ..pruning.schedule import cubic_sparsity, geometric_sparsity
+
+    if not is_pruning_epoch(net, epoch):
+        return None
+    frequency = net.pruning_frequency
+    schedule = getattr(net, "pruning_schedule", "cubic")
+    if schedule == "geometric":
+        if epoch % frequency:
+            return None
+        n_updates = -(-net.pruning_epochs // frequency)
+        return geometric_sparsity(epoch, net.sparsity, n_updates, frequency=frequency)
+    if epoch % frequency and epoch != net.pruning_epochs - 1:
+        return None
+    return cubic_sparsity(epoch, net.sparsity, end_step=net.pruning_epochs - 1,
+                          frequency=frequency)
+
+
 def lr_milestone_epochs(net) -> list[int]:
     """The learning-rate milestones as 0-based epoch numbers (sorted, repeats kept)."""
     total = total_epochs(net)
@@ -83,7 +111,10 @@ def lr_milestone_epochs(net) -> list[int]:
 
 
 def lr_at_epoch(net, epoch: int) -> float:
-    """Learning rate of ``epoch`` (0-based): ``net.lr`` decayed by ``net.lr_gamma`` at each
-    milestone already passed."""
+    """Learning rate of ``epoch`` (0-based): ``net.pruning_lr`` in the GMP epochs when it is
+    set, else ``net.lr`` decayed by ``net.lr_gamma`` at each milestone already passed."""
+    pruning_lr = getattr(net, "pruning_lr", None)
+    if pruning_lr is not None and is_pruning_epoch(net, epoch):
+        return float(pruning_lr)
     passed = sum(epoch >= m for m in lr_milestone_epochs(net))
     return net.lr * net.lr_gamma**passed
