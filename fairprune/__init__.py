@@ -10,6 +10,7 @@ from .estimator import FairPrunedClassifier
 from .exceptions import (DenseModelWarning, FairnessToleranceWarning, GMPCacheWarning,
                          PrunedModelCollapseWarning, SmallGroupWarning)
 from .datasets.paper import paper_defaults
+from .pruning.criteria import fairgrape_defaults
 from .report import disparity_report, plot_disparity, plot_history
 
 try:
@@ -26,6 +27,7 @@ __all__ = [
     "SmallGroupWarning",
     "__version__",
     "disparity_report",
+    "fairgrape_defaults",
     "paper_defaults",
     "plot_disparity",
     "plot_history",

@@ -36,7 +36,7 @@ from .groups import (GroupEncoder, MarginalGroupEncoder, drop_group_columns, eit
                      is_packed, label_attributes, pack_groups, resolve_groups, unpack_groups)
 from .datasets.paper import paper_defaults
 from .pruning import (CRITERIA, MaskSet, PruningCriterion, check_criterion, export_module,
-                      prunable_layers, sparsity_table)
+                      fairgrape_defaults, prunable_layers, sparsity_table)
 from .report import disparity_report
 from .training.engine import FineTuningEngine
 from .training.evaluation import (batch_tensors, check_finite_outputs, forward, iter_logits,
@@ -382,6 +382,12 @@ default="magnitude"
         """The paper's hyperparameters for ``dataset`` (:func:`fairprune.paper_defaults`):
         ``FairPrunedClassifier(dense, sparsity=0.9, **FairPrunedClassifier.paper_defaults())``."""
         return paper_defaults(dataset)
+
+    @staticmethod
+    def fairgrape_defaults(sparsity: float = 0.9, keep_per_iteration: float = 0.9) -> dict:
+        """FairGRAPE's own schedule (:func:`fairprune.fairgrape_defaults`):
+        ``FairPrunedClassifier(dense, **FairPrunedClassifier.fairgrape_defaults(0.9))``."""
+        return fairgrape_defaults(sparsity, keep_per_iteration)
 
     @property
     def _default_callbacks(self):

@@ -186,8 +186,11 @@ class FairGRAPE(PruningCriterion):
                                 context.n_groups, context.loss_fn, context.forward)
 
     def masks(self, context: PruningContext, sparsity: float) -> dict[str, torch.Tensor]:
-        importance = self.importance(context)
         current = dict(context.masks.items())
+        if sparsity == 0 and not current:  # nothing to choose: skip the importance pass
+            return {name: torch.ones_like(context.module.get_parameter(name))
+                    for name in context.weight_names}
+        importance = self.importance(context)
         masks = {}
         for name, scores in importance.items():
             weight = context.module.get_parameter(name)
