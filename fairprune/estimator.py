@@ -28,6 +28,7 @@ from torch.nn.parameter import is_lazy
 from ._validation import (InvalidParameterError, check_features, check_parameters,
                           check_targets, describe, n_samples)
 from .callbacks import default_callbacks
+from .cells import GAP_METRICS, ConstraintCells, gap_name
 from .callbacks.checkpoint import CheckpointError, FairCheckpoint, checkpoint_lock
 from .constraints import FairnessState
 from .exceptions import (DenseModelWarning, FairnessToleranceWarning, GMPCacheWarning,
@@ -37,7 +38,7 @@ from .groups import (GroupEncoder, MarginalGroupEncoder, drop_group_columns, eit
 from .datasets.paper import paper_defaults
 from .pruning import (CRITERIA, MaskSet, PruningCriterion, check_criterion, export_module,
                       fairgrape_defaults, prunable_layers, sparsity_table)
-from .report import disparity_report
+from .report import constraint_report, disparity_report
 from .training.engine import FineTuningEngine
 from .training.evaluation import (batch_tensors, check_finite_outputs, forward, iter_logits,
                                   predicted_classes, probe_module)
@@ -52,8 +53,9 @@ from .training.state import kept_if_no_epoch_runs
 __all__ = ["FairPrunedClassifier"]
 
 #: history keys left out of the printed epoch table (lists, or repeated elsewhere)
-_NOT_SHOWN = ("multipliers", "train_excess_accuracy_gap", "valid_excess_accuracy_gap", "phase",
-              "lr", "selected")
+_NOT_SHOWN = ("multipliers", "phase", "lr", "selected",
+              *(f"{split}_excess_{name}" for split in ("train", "valid")
+                for name in ("accuracy_gap", "tpr_gap", "tnr_gap", "rate_gap")))
 _POSITIVE = Interval(Real, 0, None, closed="neither")
 #: steps are multiplied into float32 weights: larger values cannot even be represented there
 _STEP = Interval(Real, 0, float(np.finfo(np.float32).max), closed="right")
@@ -284,6 +286,8 @@ default="magnitude"
         "pruning_schedule": [StrOptions({"cubic", "geometric"})],
         "pruning_lr": [None, _STEP],
         "group_mode": [StrOptions({"intersectional", "marginal"})],
+        "gap_metric": [StrOptions(set(GAP_METRICS))],
+        "pos_label": [None, Interval(Integral, 0, None, closed="left")],
         "pruning_scope": [StrOptions({"layerwise", "global"})],
         "dense_layers": [tuple, list],
         "pruning_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -320,7 +324,7 @@ default="magnitude"
         pruning_epochs=15, pruning_frequency=1, pruning_lr=None, max_epochs=45,
         lr=0.01, batch_size=128, lr_milestones=(0.6, 0.8, 0.9), lr_gamma=0.1,
         epoch_selection=None, selection_bound="point", constraint_data="train",
-        group_mode="intersectional", random_state=0, memory=None, mixed_precision=None, device="cpu",
+        group_mode="intersectional", gap_metric="accuracy", pos_label=None, random_state=0, memory=None, mixed_precision=None, device="cpu",
         criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD, train_split=None,
         **kwargs,
     ):
@@ -350,6 +354,8 @@ default="magnitude"
         self.selection_bound = selection_bound
         self.constraint_data = constraint_data
         self.group_mode = group_mode
+        self.gap_metric = gap_metric
+        self.pos_label = pos_label
         self.random_state = random_state
         self.memory = memory
         self.mixed_precision = mixed_precision
@@ -437,6 +443,16 @@ default="magnitude"
                 "held-out max excess accuracy gap of epoch_selection='fair'; got "
                 f"epoch_selection={self.epoch_selection!r}. Pass epoch_selection='fair', or "
                 "leave selection_bound='point'.")
+        if self.gap_metric != "accuracy" and self.method == "equalized_loss":
+            raise InvalidParameterError(
+                f"The 'gap_metric' parameter of {owner} is {self.gap_metric!r}, which CEAG "
+                "constrains; equalized loss bounds the gap between each group's loss and the "
+                "overall loss on all rows. Use method='ceag', or gap_metric='accuracy'.")
+        if self.gap_metric != "accuracy" and self.selection_bound == "upper":
+            raise InvalidParameterError(
+                f"The 'selection_bound' parameter of {owner} is 'upper', whose bootstrap bound "
+                f"is of the excess accuracy gap; gap_metric={self.gap_metric!r} selects on the "
+                "point estimate only. Leave selection_bound='point'.")
         check_criterion(self.pruning_criterion).check(
             pruning=self.pruning, pruning_scope=self.pruning_scope, method=self.method)
         if not any(p.requires_grad for p in self.dense_module.parameters()):
@@ -674,7 +690,15 @@ default="magnitude"
             raise ValueError(
                 f"'classes' must be the dense module's classes 0 .. {self.n_classes_ - 1} (its "
                 f"{self.n_classes_} outputs); got {np.unique(classes).tolist()[:10]}.")
-        return pack_groups(features, self.group_encoder_.transform(labels)), y
+        codes = self.group_encoder_.transform(labels)
+        if fresh:
+            self.constraint_cells_ = ConstraintCells(
+                self.gap_metric, self.n_classes_, self.pos_label).fit(
+                    codes, y, self.group_encoder_.n_groups)
+        cells = self.constraint_cells_
+        if cells.identity:
+            return pack_groups(features, codes), y
+        return pack_groups(features, cells.transform(codes, y), report_codes=codes), y
 
     def _check_continuation(self) -> None:
         """A fit that continues (``warm_start``, ``partial_fit``) continues the same run:
@@ -795,6 +819,9 @@ default="magnitude"
             warnings.simplefilter("ignore", SmallGroupWarning)
             report = self._report(y_true, dense, sparse, self._labels_of_codes(codes))
         self.train_report_ = report
+        cells_report = constraint_report(y_true, dense, sparse, codes, self.constraint_cells_,
+                                         self.groups_, self.tolerance)
+        self.train_constraint_report_ = cells_report
         collapse = _collapse(y_true, dense, sparse)
         self.fit_status_ = "ok"
         if collapse is not None:
@@ -808,18 +835,27 @@ default="magnitude"
                 "max_multiplier_sum=1 (past 1 the multipliers push the overall loss up).",
                 PrunedModelCollapseWarning, stacklevel=4)
             return
-        worst = report.attrs["max_excess_accuracy_gap"]
+        accuracy = self.constraint_cells_.identity
+        worst = (report.attrs["max_excess_accuracy_gap"] if accuracy
+                 else cells_report.attrs["max_excess_gap"])
         if self.method != "ceag" or worst <= self.tolerance:
             report.attrs["fit_status"] = self.fit_status_
             return
         self.fit_status_ = report.attrs["fit_status"] = "tolerance_not_met"
-        top = report.nlargest(3, "excess_accuracy_gap")
-        labels = (top["attribute"] + "=" + top["group"].astype(str) if "attribute" in top
-                  else top["group"])
-        names = ", ".join(
-            f"{g!r} ({v:+.3f})" for g, v in zip(labels, top["excess_accuracy_gap"]))
+        if accuracy:
+            top = report.nlargest(3, "excess_accuracy_gap")
+            labels = (top["attribute"] + "=" + top["group"].astype(str) if "attribute" in top
+                      else top["group"])
+            values = top["excess_accuracy_gap"]
+        else:
+            top = cells_report.nlargest(3, "excess_gap")
+            labels = [f"{group} {rate}" for group, rate in zip(top["group"], top["rate"])]
+            values = top["excess_gap"]
+        names = ", ".join(f"{g!r} ({v:+.3f})" for g, v in zip(labels, values))
         buffer = self.fairness_.buffer
-        idle = [] if buffer is None else self.groups_[~buffer.ready().cpu().numpy()].tolist()
+        ready = (None if buffer is None
+                 else buffer.ready().cpu().numpy()[: self.fairness_.n_reported])
+        idle = [] if ready is None else self.constraint_index_[~ready].tolist()
         if not self.max_epochs:
             cause = "No fine-tuning epoch ran (max_epochs=0): the constraints never acted."
         elif idle:
@@ -828,7 +864,8 @@ default="magnitude"
         else:
             cause = "The tolerance may be infeasible at this sparsity, or training too short."
         warnings.warn(
-            f"Training ended with max excess accuracy gap {worst:.4f} > tolerance "
+            f"Training ended with max excess {gap_name(self.gap_metric).replace('_', ' ')} "
+            f"{worst:.4f} > tolerance "
             f"{self.tolerance:g} on the training data (worst groups: {names}). {cause} See "
             "clf.train_report_ and history[:, 'train_max_excess_accuracy_gap'].",
             FairnessToleranceWarning,
@@ -1017,10 +1054,47 @@ default="magnitude"
 
     def _report(self, y_true, dense, sparse, labels, **bootstrap) -> pd.DataFrame:
         """:func:`fairprune.report.disparity_report` with this estimator's tolerance and
-        group mode."""
+        group mode; with a ``gap_metric`` other than accuracy, ``violates`` marks the groups
+        with a constraint cell over ε (:meth:`constraint_report`)."""
         attributes = getattr(self.group_encoder_, "attributes_", None)
-        return disparity_report(y_true, dense, sparse, labels, self.tolerance,
-                                group_mode=self.group_mode, attributes=attributes, **bootstrap)
+        report = disparity_report(y_true, dense, sparse, labels, self.tolerance,
+                                  group_mode=self.group_mode, attributes=attributes, **bootstrap)
+        cells = self.__dict__.get("constraint_cells_")
+        report.attrs["gap_metric"] = self.gap_metric
+        if cells is None or cells.identity:
+            return report
+        violating = self._cells_report(y_true, dense, sparse, labels)
+        over = set(violating.loc[violating["violates"].fillna(False).astype(bool), "group"])
+        names = (zip(report["attribute"], report["group"]) if "attribute" in report
+                 else report["group"])
+        report["violates"] = pd.array([g in over for g in names], dtype="boolean")
+        report.attrs["n_violating"] = int(report["violates"].sum())
+        report.attrs["max_excess_gap"] = violating.attrs["max_excess_gap"]
+        return report
+
+    def _cells_report(self, y_true, dense, sparse, labels) -> pd.DataFrame:
+        """:func:`fairprune.report.constraint_report` of the rows whose groups fit saw."""
+        codes = self.group_encoder_.transform(labels, unseen="ignore")
+        seen = (codes >= 0) if codes.ndim == 1 else (codes >= 0).all(axis=1)
+        y_true, dense, sparse = (np.asarray(v)[seen] for v in (y_true, dense, sparse))
+        return constraint_report(y_true, dense, sparse, codes[seen], self.constraint_cells_,
+                                 self.groups_, self.tolerance)
+
+    def constraint_report(self, X, y, groups=None, sensitive_features=None) -> pd.DataFrame:
+        """One row per constraint (a group, or with ``gap_metric`` a (group, rate) cell) on
+        ``(X, y)``: its rows, both models' rate, the drop and its excess over the drop of
+        the cell's family (all rows, all positives, all negatives, or a class's rows).
+
+        Rows of groups fit never saw are left out. See
+        :func:`fairprune.report.constraint_report`.
+        """
+        self.check_is_fitted(["fairness_"])
+        labels = resolve_groups(self.groups, X, y, either_labels(groups, sensitive_features))
+        if labels is None:
+            raise ValueError("constraint_report needs group labels: pass "
+                             "sensitive_features=... (or groups=...) or set a locator.")
+        y = check_targets(y, self.n_classes_, len(labels))
+        return self._cells_report(y, self.predict_dense(X), self.predict(X), labels)
 
     def _labels_of_codes(self, codes: np.ndarray) -> np.ndarray:
         """Group labels of the fit's codes: the labels themselves, or for marginal groups
@@ -1052,7 +1126,18 @@ default="magnitude"
     def multipliers_(self) -> pd.Series:
         self.check_is_fitted(["fairness_"])
         values = self.fairness_.multiplier_values().cpu().numpy()
-        return pd.Series(values, index=pd.Index(self.groups_, name="group"), name="multiplier")
+        return pd.Series(values, index=self.constraint_index_, name="multiplier")
+
+    @property
+    def constraint_index_(self) -> pd.Index:
+        """The constraints' names: the groups (``gap_metric="accuracy"``), else
+        ``(group, rate)`` cells such as ``("Female", "tpr")``."""
+        self.check_is_fitted(["group_encoder_"])
+        cells = self.__dict__.get("constraint_cells_")
+        if cells is None or cells.identity:
+            return pd.Index(self.groups_, name="group")
+        return pd.MultiIndex.from_tuples([(self.groups_[g], rate) for g, rate in cells.names_],
+                                         names=["group", "rate"])
 
     @property
     def sparsity_(self) -> float:

@@ -29,6 +29,7 @@ from ._validation import check_label_array
 __all__ = [
     "FEATURES_KEY",
     "GROUPS_KEY",
+    "REPORT_GROUPS_KEY",
     "GroupEncoder",
     "GroupLocator",
     "MarginalGroupEncoder",
@@ -41,14 +42,18 @@ __all__ = [
     "label_attributes",
     "locate_groups",
     "pack_groups",
+    "report_codes",
     "resolve_groups",
     "unpack_groups",
 ]
 
 #: Key of array features inside a packed SliceDict.
 FEATURES_KEY = "__fairprune_X__"
-#: Key of the integer group codes inside a packed SliceDict.
+#: Key of the integer group codes inside a packed SliceDict (the constraint cells' codes when
+#: ``gap_metric`` restricts constraints to some rows, see :mod:`fairprune.cells`).
 GROUPS_KEY = "__fairprune_groups__"
+#: Key of the group codes of the reports, packed only when they differ from the constraints'.
+REPORT_GROUPS_KEY = "__fairprune_report_groups__"
 
 GroupLocator = Union[None, str, list, tuple, Callable[[Any, Any], Any]]
 
@@ -191,14 +196,26 @@ def resolve_groups(locator: GroupLocator, X: Any, y: Any, groups: Any) -> np.nda
     return direct
 
 
-def pack_groups(features: Any, codes: np.ndarray) -> SliceDict:
+def pack_groups(features: Any, codes: np.ndarray, report_codes: np.ndarray | None = None
+                ) -> SliceDict:
     """Features and group codes in one SliceDict (skorch slices them together).
 
     Array features go under :data:`FEATURES_KEY`; a mapping of keyword inputs keeps its keys.
+    ``report_codes``, the groups' own codes when ``codes`` are constraint cells, travel under
+    :data:`REPORT_GROUPS_KEY`.
     """
+    extra = {GROUPS_KEY: codes}
+    if report_codes is not None:
+        extra[REPORT_GROUPS_KEY] = report_codes
     if isinstance(features, Mapping):
-        return SliceDict(**features, **{GROUPS_KEY: codes})
-    return SliceDict(**{FEATURES_KEY: features, GROUPS_KEY: codes})
+        return SliceDict(**features, **extra)
+    return SliceDict(**{FEATURES_KEY: features, **extra})
+
+
+def report_codes(X: Any) -> Any:
+    """The group codes of a packed batch for reports: :data:`REPORT_GROUPS_KEY` when packed,
+    else the constraint codes (they are the groups)."""
+    return X.get(REPORT_GROUPS_KEY, X.get(GROUPS_KEY))
 
 
 def is_packed(X: Any) -> bool:
@@ -215,7 +232,8 @@ def unpack_groups(X: Any) -> tuple[Any, Any]:
     if not isinstance(X, Mapping):
         return X, None
     codes = X.get(GROUPS_KEY)
-    inputs = {key: value for key, value in X.items() if key != GROUPS_KEY}
+    inputs = {key: value for key, value in X.items()
+              if key not in (GROUPS_KEY, REPORT_GROUPS_KEY)}
     if FEATURES_KEY in inputs:
         return inputs[FEATURES_KEY], codes
     return inputs, codes

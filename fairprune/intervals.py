@@ -140,6 +140,14 @@ def statistics_of_counts(counts: np.ndarray, binary: bool,
             stats[f"{model}_tpr"] = _share(total[f"{model}_true_positives"], total["positives"])
             stats[f"{model}_fpr"] = _share(total[f"{model}_false_positives"], negatives)
             stats[f"{model}_selection_rate"] = _share(total[f"{model}_selected"], sizes)
+        # drops of the true-positive and true-negative rates (TNR = 1 − FPR), and their excess
+        # over the drop among all positives (all negatives): ψ^TPR_g and ψ^TNR_g
+        stats["tpr_gap"] = stats["dense_tpr"] - stats["sparse_tpr"]
+        stats["tnr_gap"] = stats["sparse_fpr"] - stats["dense_fpr"]
+        stats["excess_tpr_gap"] = excess_from_gaps(stats["tpr_gap"], total["positives"])
+        stats["excess_tnr_gap"] = excess_from_gaps(stats["tnr_gap"], negatives)
+        for rate in ("tpr", "tnr"):
+            stats[f"max_excess_{rate}_gap"] = disparity_of_excess(stats[f"excess_{rate}_gap"])[0]
     return stats
 
 

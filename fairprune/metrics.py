@@ -32,8 +32,12 @@ __all__ = [
     "disparity_of_excess",
     "excess_from_gaps",
     "excess_accuracy_gaps",
+    "excess_tnr_gaps",
+    "excess_tpr_gaps",
     "group_accuracy",
     "max_excess_accuracy_gap",
+    "max_excess_tnr_gap",
+    "max_excess_tpr_gap",
     "pairwise_disparity",
 ]
 
@@ -246,3 +250,68 @@ def max_excess_accuracy_gap(
     0.25
     """
     return disparity_of_excess(_gaps(y_true, y_pred_dense, y_pred_sparse, groups, group_mode)[1])[0]
+
+
+def _rate_excess(y_true, y_pred_dense, y_pred_sparse, groups, rate: str, pos_label,
+                 group_mode: str) -> pd.Series:
+    """Per-group excess drop of the true-positive (``rate="tpr"``) or true-negative rate:
+    the accuracy gaps on the positives (negatives) alone, against the drop over all of them."""
+    y_true, dense, sparse, labels, codes = checked_predictions(
+        y_true, y_pred_dense, y_pred_sparse, groups)
+    if pos_label is None:
+        values = np.unique(y_true)
+        if len(values) > 2:
+            raise ValueError(f"excess {rate} gaps need a binary target; y_true has "
+                             f"{len(values)} classes.")
+        pos_label = values.max()
+    rows = (y_true == pos_label) if rate == "tpr" else (y_true != pos_label)
+    if not rows.any():
+        raise ValueError(f"excess {rate} gaps need {'positive' if rate == 'tpr' else 'negative'}"
+                         f" rows (pos_label={pos_label!r}); y_true has none.")
+    group_labels = np.asarray(labels, dtype=object)[codes][rows]
+    if group_mode == "intersectional":
+        group_labels = list(group_labels)
+    return _gaps(y_true[rows], dense[rows], sparse[rows], group_labels, group_mode)[1]
+
+
+def excess_tpr_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+                    pos_label: Any = None, group_mode: str = "intersectional") -> pd.Series:
+    """Per-group excess drop of the true-positive rate, ``ψ^TPR_g = Δ^TPR_g − Δ^TPR``.
+
+    ``Δ^TPR_g`` is the dense model's TPR on group g minus the sparse model's, ``Δ^TPR`` the
+    same over all positives. Groups without positives are left out.
+
+    Examples
+    --------
+    >>> excess_tpr_gaps([1, 1, 0, 1, 1, 0], [1, 1, 0, 1, 1, 0], [1, 0, 0, 1, 1, 0],
+    ...                 ["a", "a", "a", "b", "b", "b"]).round(2).tolist()
+    [0.25, -0.25]
+    """
+    return _rate_excess(y_true, y_pred_dense, y_pred_sparse, groups, "tpr", pos_label,
+                        group_mode)
+
+
+def excess_tnr_gaps(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+                    pos_label: Any = None, group_mode: str = "intersectional") -> pd.Series:
+    """Per-group excess drop of the true-negative rate (1 − FPR), as :func:`excess_tpr_gaps`
+    on the negatives."""
+    return _rate_excess(y_true, y_pred_dense, y_pred_sparse, groups, "tnr", pos_label,
+                        group_mode)
+
+
+def max_excess_tpr_gap(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+                       pos_label: Any = None, group_mode: str = "intersectional") -> float:
+    """Largest excess drop of a group's true-positive rate (the report's
+    ``max_excess_tpr_gap``)."""
+    return disparity_of_excess(excess_tpr_gaps(y_true, y_pred_dense, y_pred_sparse, groups,
+                                               pos_label=pos_label,
+                                               group_mode=group_mode).to_numpy())[0]
+
+
+def max_excess_tnr_gap(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, groups: Any, *,
+                       pos_label: Any = None, group_mode: str = "intersectional") -> float:
+    """Largest excess drop of a group's true-negative rate (the report's
+    ``max_excess_tnr_gap``)."""
+    return disparity_of_excess(excess_tnr_gaps(y_true, y_pred_dense, y_pred_sparse, groups,
+                                               pos_label=pos_label,
+                                               group_mode=group_mode).to_numpy())[0]

@@ -14,11 +14,13 @@ from ._validation import InvalidParameterError, check_tolerance
 from .exceptions import SmallGroupWarning
 from .intervals import (MIN_GROUP_SIZE, bootstrap_category_counts, category_counts,
                         percentile_interval, row_categories, statistics_of_counts)
+from .cells import gap_name
 from .groups import MarginalGroupEncoder, label_attributes
-from .metrics import checked_predictions
+from .metrics import checked_predictions, excess_from_gaps
 
 __all__ = [
     "RATE_COLUMNS",
+    "constraint_report",
     "REPORT_COLUMNS",
     "SUMMARY_COLUMNS",
     "disparity_report",
@@ -40,9 +42,11 @@ REPORT_COLUMNS = [
 #: The summary of the table, repeated on every row so that it survives ``to_csv`` and
 #: ``to_parquet`` (it is also on ``report.attrs``).
 SUMMARY_COLUMNS = ["overall_gap", "pairwise_disparity", "max_excess_accuracy_gap", "tolerance"]
-#: Binary targets only: true and false positive rates and selection rate of both models.
-RATE_COLUMNS = [f"{model}_{rate}" for rate in ("tpr", "fpr", "selection_rate")
-                for model in ("dense", "sparse")]
+#: Binary targets only: true and false positive rates and selection rate of both models,
+#: and the drops of the true-positive and true-negative rates with their excess gaps.
+RATE_COLUMNS = [*(f"{model}_{rate}" for rate in ("tpr", "fpr", "selection_rate")
+                  for model in ("dense", "sparse")),
+                "tpr_gap", "excess_tpr_gap", "tnr_gap", "excess_tnr_gap"]
 
 
 def _positive_label(y_true, dense, sparse, pos_label):
@@ -104,8 +108,11 @@ def disparity_report(
         accuracy_gap`` (Δ_g), ``excess_accuracy_gap`` (ψ_g) and ``violates`` (``ψ_g > ε``;
         ``<NA>`` without a tolerance); then the summary on every row (:data:`SUMMARY_COLUMNS`:
         Δ, Ψ_PW, max ψ_g, ε), so that it survives ``to_csv``; for binary targets the true and
-        false positive rates and selection rates of both models (:data:`RATE_COLUMNS`, NaN
-        where a group has no positive or no negative sample); ``small_group`` (fewer rows than
+        false positive rates and selection rates of both models, the drops of the true-positive
+        and true-negative rates (``tpr_gap``, ``tnr_gap``: dense minus sparse) and their excess
+        over the drop among all positives / all negatives (``excess_tpr_gap``,
+        ``excess_tnr_gap``; attrs ``max_excess_tpr_gap``, ``max_excess_tnr_gap``), all in
+        :data:`RATE_COLUMNS` and NaN where a group has no positive or no negative sample; ``small_group`` (fewer rows than
         :data:`fairprune.intervals.MIN_GROUP_SIZE`: a :class:`SmallGroupWarning` names them).
         With ``n_boot > 0``, ``<column>_ci_low`` and ``<column>_ci_high`` for the gaps and
         the rates, and ``verdict``: ``"violates"`` (the interval of ψ_g lies above ε),
@@ -175,6 +182,9 @@ def disparity_report(
     if binary:
         for name in RATE_COLUMNS:
             report[name] = stats[name]
+    if binary:
+        for rate in ("tpr", "tnr"):
+            report.attrs[f"max_excess_{rate}_gap"] = stats[f"max_excess_{rate}_gap"]
     if attribute_column is not None:
         report.insert(0, "attribute", attribute_column)
     report.attrs.update(
@@ -200,6 +210,66 @@ def disparity_report(
             f"{' ...' if len(small) > 10 else ''}. Their accuracies move by several points "
             "from one sample of rows to another; read them with intervals (n_boot=1000) and "
             "with care.", SmallGroupWarning, stacklevel=2)
+    return report
+
+
+def constraint_report(y_true: Any, y_pred_dense: Any, y_pred_sparse: Any, codes: np.ndarray,
+                      cells, labels, tolerance: float | None = None) -> pd.DataFrame:
+    """One row per constraint cell (:mod:`fairprune.cells`): its rows, both models' rate
+    on them, the drop, and the excess over its family's drop.
+
+    Parameters
+    ----------
+    y_true, y_pred_dense, y_pred_sparse : array-like of shape (n_samples,)
+        Class indices.
+    codes : numpy.ndarray
+        Group codes of the estimator's encoding (``(n,)``, or ``(n, attributes)`` for
+        marginal groups).
+    cells : ConstraintCells
+        The fitted cells.
+    labels : sequence
+        Group label of every code.
+    tolerance : float, optional
+        ε, for ``violates``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``group, rate, n, dense_rate, sparse_rate, gap, excess_gap, violates``;
+        ``attrs``: ``max_excess_gap``, ``gap_metric``, ``tolerance``. A cell without rows here
+        has NaN rates.
+    """
+    y_true, dense, sparse = (np.asarray(v) for v in (y_true, y_pred_dense, y_pred_sparse))
+    ids = np.asarray(cells.transform(codes, y_true))
+    width = 1 if ids.ndim == 1 else ids.shape[1]
+    ids = ids.reshape(-1)
+    dense_right = np.repeat(dense == y_true, width).astype(np.float64)
+    sparse_right = np.repeat(sparse == y_true, width).astype(np.float64)
+    size = cells.n_cells + 1
+    counts = np.bincount(ids, minlength=size)[: cells.n_cells].astype(np.float64)
+    safe = np.maximum(counts, 1)
+    dense_rate = np.where(counts > 0, np.bincount(ids, dense_right, size)[: cells.n_cells] / safe,
+                          np.nan)
+    sparse_rate = np.where(counts > 0,
+                           np.bincount(ids, sparse_right, size)[: cells.n_cells] / safe, np.nan)
+    gap = dense_rate - sparse_rate
+    families = (np.zeros(cells.n_cells, dtype=np.int64) if cells.families_ is None
+                else cells.families_[: cells.n_cells])
+    excess = np.full(cells.n_cells, np.nan)
+    for family in np.unique(families):
+        members = families == family
+        excess[members] = excess_from_gaps(gap[members], counts[members])
+    violates = (pd.array([pd.NA] * cells.n_cells, dtype="boolean") if tolerance is None
+                else pd.array(excess > tolerance, dtype="boolean"))
+    report = pd.DataFrame({
+        "group": pd.Series([labels[g] for g, _ in cells.names_], dtype=object),
+        "rate": [rate for _, rate in cells.names_],
+        "n": counts.astype(np.int64), "dense_rate": dense_rate, "sparse_rate": sparse_rate,
+        "gap": gap, "excess_gap": excess, "violates": violates,
+    })
+    seen = excess[~np.isnan(excess)]
+    report.attrs.update(max_excess_gap=float(seen.max()) if seen.size else float("nan"),
+                        gap_metric=cells.gap_metric, tolerance=tolerance)
     return report
 
 
@@ -241,7 +311,10 @@ def _add_intervals(report: pd.DataFrame, counts: np.ndarray, binary: bool, n_boo
         verdict = np.where(low > tolerance, "violates",
                            np.where(high <= tolerance, "within", "undecided"))
         report["verdict"] = pd.array(verdict, dtype="string")
-    for name in ("max_excess_accuracy_gap", "pairwise_disparity"):
+    summaries = ["max_excess_accuracy_gap", "pairwise_disparity"]
+    if binary:
+        summaries += ["max_excess_tpr_gap", "max_excess_tnr_gap"]
+    for name in summaries:
         low, high = percentile_interval(replicates[name], ci)
         report.attrs[f"{name}_ci"] = (float(low), float(high))
     report.attrs.update(n_boot=n_boot, ci=ci)
@@ -391,9 +464,10 @@ def plot_history(clf, axes=None, *, top_k: int | None = 10):
     if not len(history):
         raise ValueError("plot_history needs a fitted estimator: its history is empty.")
     epochs = np.arange(1, len(history) + 1)
-    psi = np.array(history[:, "train_excess_accuracy_gap"], dtype=float)
+    name = gap_name(getattr(clf, "gap_metric", "accuracy"))
+    psi = np.array(history[:, f"train_excess_{name}"], dtype=float)
     multipliers = np.array(history[:, "multipliers"], dtype=float)
-    names = [str(g) for g in clf.groups_]
+    names = [str(g) for g in clf.constraint_index_]
     order = np.argsort(-np.nan_to_num(psi[-1], nan=-np.inf))
     order = order if top_k is None else order[:top_k]
     if axes is None:

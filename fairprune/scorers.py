@@ -13,6 +13,7 @@ raises a ``ValueError``: it never returns NaN (which GridSearchCV would record s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +23,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 
 from .groups import either_labels, locate_groups
-from .metrics import max_excess_accuracy_gap, pairwise_disparity
+from .metrics import (max_excess_accuracy_gap, max_excess_tnr_gap, max_excess_tpr_gap,
+                      pairwise_disparity)
 
 __all__ = [
     "DisparityScorer",
     "make_disparity_scorer",
     "neg_max_excess_accuracy_gap_scorer",
+    "neg_max_excess_tnr_gap_scorer",
+    "neg_max_excess_tpr_gap_scorer",
     "neg_max_excess_gap_scorer",
     "neg_pairwise_disparity_scorer",
 ]
@@ -130,6 +134,10 @@ class DisparityScorer(_BaseScorer):
         dense = final.predict_dense(to_final_input(X))
         mode = getattr(final, "group_mode", "intersectional")
         options = {} if mode == "intersectional" else {"group_mode": mode}
+        pos_label = getattr(final, "pos_label", None)
+        if pos_label is not None and "pos_label" in inspect.signature(
+                self._score_func).parameters:
+            options["pos_label"] = pos_label
         return self._sign * float(self._score_func(y_true, dense, sparse, groups, **options))
 
     def __repr__(self) -> str:
@@ -159,5 +167,8 @@ def make_disparity_scorer(metric: Callable[..., float], greater_is_better: bool 
 
 neg_pairwise_disparity_scorer = make_disparity_scorer(pairwise_disparity)
 neg_max_excess_accuracy_gap_scorer = make_disparity_scorer(max_excess_accuracy_gap)
+#: minus the largest excess drop of a group's true-positive / true-negative rate (binary y)
+neg_max_excess_tpr_gap_scorer = make_disparity_scorer(max_excess_tpr_gap)
+neg_max_excess_tnr_gap_scorer = make_disparity_scorer(max_excess_tnr_gap)
 #: The design card's shorter name of :data:`neg_max_excess_accuracy_gap_scorer` (the same object).
 neg_max_excess_gap_scorer = neg_max_excess_accuracy_gap_scorer

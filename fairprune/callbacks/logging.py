@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback, PrintLog, ProgressBar
 
+from ..cells import gap_name
 from ..metrics import disparity_of_excess
 from ..training.phases import current_epoch, phase_of, stage_of
 
@@ -85,7 +86,10 @@ class FairnessLogger(Callback):
     (Ψ_PW) of the epoch's training
     predictions against the dense model's training accuracy, ``multipliers`` (one float per
     group, JSON-serialisable), ``max_multiplier`` and ``n_violated`` (groups with ψ_g > ε in
-    the epoch). One host synchronisation per epoch.
+    the epoch). With a ``gap_metric`` other than accuracy, the gap keys follow it
+    (``train_excess_tpr_gap``, ``train_max_excess_tpr_gap``; ``tnr_gap``; ``rate_gap`` for
+    equalized odds), one value per constraint cell (``clf.constraint_index_``), and no Ψ_PW.
+    One host synchronisation per epoch.
 
     The ``train_*`` values are running estimates: each sample is scored in training mode
     (augmentation, BatchNorm batch statistics) when its batch is trained on, while the weights
@@ -107,23 +111,26 @@ class FairnessLogger(Callback):
         net.history.record("phase", phase)
         net.history.record("stage", stage_of(net, epoch))  # the printed table's first column
         net.history.record("train_acc", float(correct.sum() / count.sum().clamp(min=1)))
-        psi = _record_gaps(net.history, "train", state.epoch_excess_gaps())
+        name = gap_name(net.gap_metric)
+        psi = _record_gaps(net.history, "train", state.epoch_excess_gaps(), name)
         heldout = state.epoch_excess_gaps(split="valid")
         if bool((~torch.isnan(heldout)).any()):  # a validation split was evaluated this epoch
-            _record_gaps(net.history, "valid", heldout)
+            _record_gaps(net.history, "valid", heldout, name)
         multipliers = state.multiplier_values().cpu().numpy().astype(np.float32)
         net.history.record("multipliers", [round(float(v), 7) for v in multipliers])
         net.history.record("max_multiplier", float(multipliers.max()))
         net.history.record("n_violated", int(np.nansum(psi > net.tolerance)))
 
 
-def _record_gaps(history, prefix: str, gaps) -> np.ndarray:
-    """Record ψ_g (``<prefix>_excess_accuracy_gap``, NaN for groups not seen), its max
-    (``<prefix>_max_excess_accuracy_gap``) and Ψ_PW (``<prefix>_pairwise_disparity``); return
-    ψ_g in float64, where comparisons with any valid tolerance (1e300 included) stay exact."""
+def _record_gaps(history, prefix: str, gaps, name: str = "accuracy_gap") -> np.ndarray:
+    """Record ψ_g (``<prefix>_excess_<name>``, NaN for groups not seen), its max
+    (``<prefix>_max_excess_<name>``) and, for accuracy, Ψ_PW (``<prefix>_pairwise_disparity``);
+    return ψ_g in float64, where comparisons with any valid tolerance (1e300 included) stay
+    exact. ``name`` follows the constrained metric (``tpr_gap``, ``tnr_gap``, ``rate_gap``)."""
     psi = gaps.cpu().numpy().astype(np.float64)
     max_excess, pairwise = disparity_of_excess(psi)
-    history.record(f"{prefix}_excess_accuracy_gap", [round(float(v), 6) for v in psi])
-    history.record(f"{prefix}_max_excess_accuracy_gap", max_excess)
-    history.record(f"{prefix}_pairwise_disparity", pairwise)
+    history.record(f"{prefix}_excess_{name}", [round(float(v), 6) for v in psi])
+    history.record(f"{prefix}_max_excess_{name}", max_excess)
+    if name == "accuracy_gap":
+        history.record(f"{prefix}_pairwise_disparity", pairwise)
     return psi

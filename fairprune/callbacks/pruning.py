@@ -68,7 +68,7 @@ class GradualPruning(Callback):
 
         return PruningContext(
             module=net.module_, layer_names=list(net.prunable_layers_), masks=net.masks_,
-            scope=net.pruning_scope, n_groups=net.group_encoder_.n_groups,
+            scope=net.pruning_scope, n_groups=net.fairness_.num_groups,
             batches=None if dataset is None else batches,
             loss_fn=lambda logits, y: net.criterion_(logits, y),
             forward=lambda module, x: forward(module, x, net.device),

@@ -9,6 +9,7 @@ from skorch.callbacks import Callback
 
 import numpy as np
 
+from ..cells import gap_name
 from ..intervals import max_excess_upper_bound
 from ..training.phases import is_fine_tuning_epoch
 from ..training.state import capture, restore
@@ -65,7 +66,7 @@ class EpochSelection(Callback):
             return (float(accuracy),)
         disparity = row.get("valid_max_excess_accuracy_gap_upper"
                             if net.selection_bound == "upper"
-                            else "valid_max_excess_accuracy_gap")
+                            else f"valid_max_excess_{gap_name(net.gap_metric)}")
         if disparity is None or not math.isfinite(disparity):
             return None
         feasible = disparity <= net.tolerance

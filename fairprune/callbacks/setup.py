@@ -36,16 +36,18 @@ class FairnessSetup(Callback):
         if net.fairness_ is not None:
             return
         dataset_train, dataset_valid = net.get_split_datasets(X, y)
-        n_groups = net.group_encoder_.n_groups
-        check_criterion(net.pruning_criterion).check_groups(n_groups)
+        check_criterion(net.pruning_criterion).check_groups(net.group_encoder_.n_groups)
         net.__dict__["pruning_state_"] = None
+        cells = net.constraint_cells_  # the groups, or (group, rate) cells: gap_metric
+        n_groups = cells.n_codes
         state = make_fairness_state(net.method, n_groups, net.replay_buffer_size, net.device,
-                                    net.constraint_data)
+                                    net.constraint_data, families=cells.families_)
         losses, correct, group_ids = per_sample_evaluation(net, net.dense_module_, dataset_train)
         state.reference.fill(losses, correct, group_ids)
         self.check_dense_accuracy(float(state.reference.accuracy), y)
         if state.buffer is not None:  # small groups: ready once they hold all their samples
-            state.buffer.limit_to_group_sizes_(torch.bincount(group_ids.reshape(-1), minlength=n_groups))
+            state.buffer.limit_to_group_sizes_(
+                torch.bincount(group_ids.reshape(-1), minlength=n_groups))
         if dataset_valid is not None and len(dataset_valid):  # held-out monitoring
             losses, correct, valid_ids = per_sample_evaluation(net, net.dense_module_,
                                                                dataset_valid)
@@ -61,7 +63,7 @@ class FairnessSetup(Callback):
             net.example_input_ = self.example_input(net, dataset_train)
         net.grad_scaler_ = make_grad_scaler(net.mixed_precision, net.device)
         steps_per_epoch = max(1, math.ceil(len(dataset_train) / net.batch_size))
-        net.dual_lr_ = auto_dual_lr(net.dual_lr, net.method, n_groups, steps_per_epoch,
+        net.dual_lr_ = auto_dual_lr(net.dual_lr, net.method, cells.n_cells, steps_per_epoch,
                                     net.max_epochs)
         if is_constrained(net.method):
             net.set_dual_optimizer_(make_dual_optimizer(

@@ -76,14 +76,22 @@ class FairnessState(nn.Module):
     heldout_buffer_size : int, default=0
         Capacity per group of the held-out replay buffers, filled with one held-out batch per
         training step when the dual step reads held-out data; 0: none.
+    families : Tensor, optional
+        ``(num_groups,)`` family of every constraint cell (:mod:`fairprune.cells`): each
+        cell's drop is compared with its family's; the last entry is the scratch cell of rows
+        in no cell, a family of its own, never reported. None: the groups, one family.
     """
 
     def __init__(
         self, num_groups: int, buffer_size: int, constrained: bool, device=None,
-        heldout_buffer_size: int = 0,
+        heldout_buffer_size: int = 0, families: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.num_groups = num_groups
+        #: the cells users see: all but the scratch cell (when there is one)
+        self.n_reported = num_groups if families is None else num_groups - 1
+        self.register_buffer("families", None if families is None else
+                             torch.as_tensor(families, dtype=torch.long, device=device))
         self.reference = DenseReference(num_groups, device)
         self.buffer = ReplayBuffer(num_groups, buffer_size, device) if buffer_size > 0 else None
         self.multiplier = (
@@ -109,9 +117,10 @@ class FairnessState(nn.Module):
                                if heldout_buffer_size > 0 else None)
 
     def multiplier_values(self) -> torch.Tensor:
+        """The multipliers of the reported cells (zeros without constraints)."""
         if self.multiplier is None:
-            return self.epoch_count.new_zeros(self.num_groups)
-        return self.multiplier.weight.detach().flatten()
+            return self.epoch_count.new_zeros(self.n_reported)
+        return self.multiplier.weight.detach().flatten()[: self.n_reported]
 
     def bound_multipliers_(self, max_sum: float | None) -> None:
         """Project the multipliers onto ``{λ >= 0, Σ λ <= max_sum}`` (Euclidean; no sync).
@@ -172,8 +181,9 @@ class FairnessState(nn.Module):
         seen = count > 0
         sparse = correct / count.clamp(min=1)
         reference = self.heldout_reference if _is_valid(split) else self.reference
-        psi = excess_gaps(reference.group_accuracy - sparse, count, seen)
-        return torch.where(seen, psi, torch.full_like(psi, float("nan")))
+        psi = excess_gaps(reference.group_accuracy - sparse, count, seen, self.families)
+        psi = torch.where(seen, psi, torch.full_like(psi, float("nan")))
+        return psi[: self.n_reported]
 
     @torch.no_grad()
     def epoch_totals(self, *, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,7 +198,7 @@ class FairnessState(nn.Module):
         """``(num_groups, 4)`` held-out rows this epoch per group and category
         ``2 · dense right + sparse right`` (zeros unless the validation step recorded the
         dense model's correctness), summed over data-parallel processes."""
-        return sum_over_processes(self.heldout_pairs)[0]
+        return sum_over_processes(self.heldout_pairs)[0][: self.n_reported]
 
     @torch.no_grad()
     def reset_epoch(self) -> None:
@@ -316,10 +326,23 @@ class FairnessProblem:
         """
         # μ_{g_i} / n_{g_i} per sample; summed over the batch it is Σ_g μ_g over the groups
         # present (each contributes n_g times μ_g / n_g), so absent groups need no mask
-        share = (self.primal_weights(stats) / stats.safe_counts)[stats.group_ids]
+        mu = self.primal_weights(stats)
+        share = (mu / stats.safe_counts)[stats.group_ids]
+        families = self.state.families
+        if families is not None:
+            # each cell's proxy is L_c − L_f (its family's loss): the family's mean loss gets
+            # −Σ_{c ∈ f, present} μ_c, spread over the batch's rows of that family
+            present_mu = torch.where(stats.present, mu, 0.0)
+            family_mu = torch.zeros_like(stats.counts).index_add_(0, families, present_mu)
+            family_rows = torch.zeros_like(stats.counts).index_add_(0, families, stats.counts)
+            row_family = families[stats.group_ids]
+            share = share - (family_mu / family_rows.clamp(min=1))[row_family]
         if stats.cells_per_row > 1:  # marginal groups: a sample's share in each of its groups
             share = share.view(-1, stats.cells_per_row).sum(dim=1)
-        weights = share + (1 - share.sum()) / max(per_sample_loss.numel(), 1)
+        n = max(per_sample_loss.numel(), 1)
+        if families is not None:
+            return promoted_dot(share + 1.0 / n, per_sample_loss)
+        weights = share + (1 - share.sum()) / n
         return promoted_dot(weights, per_sample_loss)
 
 
@@ -389,7 +412,7 @@ class CEAGProblem(FairnessProblem):
             sparse, trusted, weights = _pooled_batch_means(inputs.correct, inputs, stats)
         else:
             sparse, trusted, weights = stats.group_accuracy, stats.present, stats.counts
-        psi = excess_gaps(ref.group_accuracy - sparse, weights, trusted)
+        psi = excess_gaps(ref.group_accuracy - sparse, weights, trusted, self.state.families)
         return torch.where(trusted, psi - self.tolerance, 0.0)
 
 

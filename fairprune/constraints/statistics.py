@@ -121,11 +121,23 @@ def weighted_overall(values: torch.Tensor, weights: torch.Tensor, mask: torch.Te
     return promoted_dot(w, values) / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
 
 
-def excess_gaps(gaps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def excess_gaps(gaps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+                families: torch.Tensor | None = None) -> torch.Tensor:
     """``ψ_g = Δ_g − Δ`` on the device, with ``Δ`` the ``weights``-weighted mean of ``gaps``
     over the groups in ``mask`` (no host sync). The torch twin of
-    :func:`fairprune.metrics.excess_from_gaps`, which reports use (tested equal)."""
-    return gaps - weighted_overall(gaps, weights, mask)
+    :func:`fairprune.metrics.excess_from_gaps`, which reports use (tested equal).
+
+    With ``families`` (one family index per entry, :mod:`fairprune.cells`), each entry is
+    compared with the weighted mean of its own family instead (a TPR cell with the drop over
+    all positives)."""
+    if families is None:
+        return gaps - weighted_overall(gaps, weights, mask)
+    w = torch.where(mask, weights, 0.0).to(gaps.dtype)
+    n_families = families.numel()  # at most one family per entry: no host read of the max
+    sums = gaps.new_zeros(n_families).index_add_(0, families, w * gaps)
+    totals = gaps.new_zeros(n_families).index_add_(0, families, w)
+    overall = sums / totals.clamp(min=torch.finfo(gaps.dtype).tiny)
+    return gaps - overall[families]
 
 
 class DenseReference(nn.Module):

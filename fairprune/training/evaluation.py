@@ -15,7 +15,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch.nn.parameter import is_lazy
 
-from ..groups import unpack_groups
+from ..groups import report_codes, unpack_groups
 
 __all__ = ["batch_tensors", "check_finite_outputs", "forward", "iter_logits", "per_sample_evaluation", "probe_module",
            "predicted_classes"]
@@ -108,7 +108,7 @@ def predicted_classes(net, dataset) -> tuple:
         sparse.append(logits.argmax(1).cpu())
         finite.append(torch.isfinite(logits).all(dim=1).cpu())
         labels.append(torch.as_tensor(yi).cpu())
-        codes.append(torch.as_tensor(unpack_groups(Xi)[1]).cpu())
+        codes.append(torch.as_tensor(report_codes(Xi)).cpu())
     check_finite_outputs(torch.cat(finite), "sparse model (module_)")
     dense, finite = [], []
     for logits, _, _ in iter_logits(net, net.dense_module_, dataset):

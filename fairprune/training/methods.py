@@ -51,7 +51,7 @@ def auto_dual_lr(dual_lr, method: str, n_groups: int, steps_per_epoch: int,
 
 
 def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
-                        device, constraint_data: str = "train") -> FairnessState:
+                        device, constraint_data: str = "train", families=None) -> FairnessState:
     """Multipliers (constrained methods), replay buffers, the dense reference and, when the
     dual step reads held-out data, held-out buffers of :data:`HELDOUT_BUFFER_SIZE` slots
     (``replay_buffer_size`` when buffers are on)."""
@@ -60,7 +60,7 @@ def make_fairness_state(method: str, n_groups: int, replay_buffer_size: int,
     heldout = constrained and constraint_data == "heldout"
     heldout_size = (replay_buffer_size or HELDOUT_BUFFER_SIZE) if heldout else 0
     return FairnessState(n_groups, buffer_size, constrained, device,
-                         heldout_buffer_size=heldout_size)
+                         heldout_buffer_size=heldout_size, families=families)
 
 
 def make_problem(phase: str, state: FairnessState, *, tolerance: float,
