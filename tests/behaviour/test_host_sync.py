@@ -76,3 +76,33 @@ def test_engine_step_has_no_host_sync(method, buffer_size, max_sum, no_cpu_id_ch
         run_steps(model, engine)
     if method != "nft":  # and the step did update the multipliers
         assert engine.problem.state.multiplier_values().abs().sum() > 0
+
+
+@pytest.mark.parametrize("layout", ["cells", "marginal"])
+def test_cell_and_marginal_steps_have_no_host_sync(layout, no_cpu_id_check):
+    """The statistics of gap_metric cells (families) and of marginal groups (a row in one
+    group per attribute) stay on the device too."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    masks = MaskSet(magnitude_masks(model, ["0", "2"], 0.5))
+    families = torch.tensor([0, 0, 1, 1, 2]) if layout == "cells" else None
+    state = FairnessState(5, 4, True, families=families)
+    state.reference.fill(torch.rand(64), (torch.rand(64) > 0.2).float(),
+                         torch.randint(0, 5, (64,)))
+    dual = make_dual_optimizer("sgd", state.multiplier.parameters(), 0.1)
+    primal = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    engine = FineTuningEngine(CEAGProblem(state, 0.01), primal, dual, masks)
+
+    def steps(count):
+        for _ in range(count):
+            x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+            ids = (torch.randint(0, 5, (32,)) if layout == "cells" else
+                   torch.stack([torch.randint(0, 2, (32,)), torch.randint(2, 5, (32,))], 1))
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y, reduction="none")
+            engine.step(model, loss, (logits.detach().argmax(1) == y).float(), ids)
+
+    steps(2)
+    with forbid_host_sync():
+        steps(3)
+    assert state.multiplier_values().abs().sum() > 0
