@@ -52,6 +52,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/gmp_cache_gridsearch.py
 	$(BIN)/python benchmarks/report_bootstrap.py
 	$(BIN)/python benchmarks/heldout_step_cost.py
+	$(BIN)/python benchmarks/criteria_cost.py
 	$(BIN)/python benchmarks/summarize.py
 
 clean:

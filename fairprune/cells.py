@@ -6,16 +6,12 @@ positives, a true-negative rate the accuracy on the negatives, a class's recall 
 on that class. A constraint *cell* is a group restricted to such a subset, and its drop is
 compared with the drop of its *family*: all cells of the same rate (all positives for TPR).
 
-=====================  ============================================  =======================
-``gap_metric``          cells                                         family (the reference)
-=====================  ============================================  =======================
-``"accuracy"``          every group, all its rows                     all rows
-``"tpr"`` (binary)      (group, "tpr"): the group's positives         all positives
-``"tnr"`` (binary)      (group, "tnr"): the group's negatives         all negatives
-``"equalized_odds"``    both of the above                             positives / negatives
-``"tpr"`` (multiclass)  (group, "recall k"): the group's rows of       all rows of class k
-                        class k, one per class
-=====================  ============================================  =======================
+* ``"accuracy"``: every group with all its rows; one family, all rows.
+* ``"tpr"`` (binary): ``(group, "tpr")``, the group's positives; family: all positives.
+* ``"tnr"`` (binary): ``(group, "tnr")``, the group's negatives; family: all negatives.
+* ``"equalized_odds"``: both of the above, two families.
+* ``"tpr"`` (multiclass): ``(group, "recall k")``, the group's rows of class k, one per class;
+  family: all rows of class k.
 
 Only cells with training rows exist (a group without positives has no TPR constraint). Rows
 in no cell (the negatives under ``"tpr"``) get the code ``n_cells``, a scratch cell that is its

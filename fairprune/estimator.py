@@ -172,6 +172,16 @@ default="magnitude"
         of each attribute (the reference code's ``intersectional=False``), every sample counted
         once per attribute in the constraints, buffers, statistics and reports. Marginal
         groups are named ``(attribute, value)``.
+    gap_metric : {"accuracy", "tpr", "tnr", "equalized_odds"}, default="accuracy"
+        What every constraint bounds (``method="ceag"``): the excess accuracy gap (the paper),
+        or the excess drop of the true-positive rate (per group, against the drop over all
+        positives), of the true-negative rate, or of both (equalized odds). Multiclass
+        ``"tpr"`` bounds each class's recall drop per group, one constraint per (group,
+        class) with training rows. Constraints are then ``(group, rate)`` cells
+        (``constraint_index_``, ``constraint_report``); see :mod:`fairprune.cells`.
+    pos_label : int or None, default=None
+        The positive class of a binary target for ``gap_metric`` (None: the larger class
+        index, 1, as scikit-learn's metrics).
     random_state : int or None, default=0
         Seed in [0, 2**32 - 1] (as scikit-learn's) of shuffling and module randomness, in a
         forked RNG. Same seed, same CPU result.
@@ -230,6 +240,12 @@ default="magnitude"
         above ε: :class:`~fairprune.FairnessToleranceWarning`); ``"collapsed"`` (the sparse
         model predicts one class, or keeps less than 10% of the dense model's accuracy above
         the majority-class rate: :class:`~fairprune.PrunedModelCollapseWarning`). Also in ``train_report_.attrs``.
+    constraint_cells_ : ConstraintCells
+        Which rows each constraint reads (the groups themselves for ``gap_metric="accuracy"``).
+    constraint_index_ : pandas.Index
+        The constraints' names, the index of ``multipliers_``: the groups, or ``(group, rate)``.
+    train_constraint_report_ : pandas.DataFrame
+        :meth:`constraint_report` of the final model on the training data.
     fairness_ : FairnessState
         Multipliers, replay buffers, the dense reference and the epoch's sums (a module).
     optimizer_, dual_optimizer_ : torch.optim.Optimizer
@@ -324,7 +340,8 @@ default="magnitude"
         pruning_epochs=15, pruning_frequency=1, pruning_lr=None, max_epochs=45,
         lr=0.01, batch_size=128, lr_milestones=(0.6, 0.8, 0.9), lr_gamma=0.1,
         epoch_selection=None, selection_bound="point", constraint_data="train",
-        group_mode="intersectional", gap_metric="accuracy", pos_label=None, random_state=0, memory=None, mixed_precision=None, device="cpu",
+        group_mode="intersectional", gap_metric="accuracy", pos_label=None,
+        random_state=0, memory=None, mixed_precision=None, device="cpu",
         criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.SGD, train_split=None,
         **kwargs,
     ):

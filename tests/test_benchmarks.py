@@ -24,6 +24,7 @@ RUNS = [
      "heldout_step_cost.json"),
     ("report_bootstrap.py", ["--rows", "500", "--groups", "3", "--boot", "50", "--repeats", "1"],
      "report_bootstrap.json"),
+    ("criteria_cost.py", ["--groups", "2", "5", "--rows", "128"], "criteria_cost.json"),
 ]
 
 

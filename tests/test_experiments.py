@@ -94,3 +94,35 @@ def test_adult_probe_quick_form(tmp_path):
     assert kept < runs["NFT"]["sparsity_of_all_weights"] == pytest.approx(0.99, abs=0.01)
     assert "`python experiments/adult_probe.py --quick`" in (
         tmp_path / "adult_probe_quick.md").read_text()
+
+
+def test_criteria_study_smoke_form(tmp_path):
+    """The side-by-side study of pruning criteria in its smoke form: every method runs."""
+    folder = UTKFACE
+    if not folder.is_dir():
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        make_utkface_folder(folder, n=120)
+    run("compare_criteria.py", ["--quick", "--data", str(folder), "--out", str(tmp_path)],
+        tmp_path)
+    rows = json.loads((tmp_path / "criteria.json").read_text())
+    assert {row["method"] for row in rows} >= {"NFT", "CEAG", "FairGRAPE + NFT",
+                                                "FairGRAPE + CEAG", "Bi-level + CEAG"}
+    assert all(row["pruning_seconds"] > 0 for row in rows)
+    assert "| digits (classes)" in (tmp_path / "criteria.md").read_text()
+
+
+def test_rate_constraints_study_smoke_form(tmp_path):
+    """The TPR / equalized-odds study in its smoke form."""
+    folder = UTKFACE
+    if not folder.is_dir():
+        folder = tmp_path / "faces"
+        folder.mkdir()
+        make_utkface_folder(folder, n=120)
+    stdout = run("rate_constraints.py", ["--quick", "--data", str(folder), "--out",
+                                         str(tmp_path)], tmp_path)
+    rows = json.loads((tmp_path / "rate_constraints.json").read_text())
+    assert {row["method"] for row in rows} == {"NFT", "CEAG (accuracy)", "CEAG (TPR)",
+                                                "CEAG (equalized odds)"}
+    assert all(0 <= row["train_max_tpr"] <= 1 for row in rows)
+    assert "UTKFace gender / race" in stdout

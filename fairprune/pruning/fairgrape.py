@@ -144,10 +144,12 @@ def greedy_keep_mask(
 
     Parameters
     ----------
-    importance : Tensor of shape (G, *weight.shape)
-        Importance of every weight for every group (:func:`group_importance`).
-    candidates : bool Tensor of shape weight.shape
-        Weights that may be kept (those the current mask keeps).
+    importance : Tensor
+        Shape ``(G, *weight.shape)``: the importance of every weight for every group
+        (:func:`group_importance`).
+    candidates : Tensor
+        Bool, the weight's shape: the weights that may be kept (those the current mask
+        keeps).
     n_keep : int
         How many to keep (at most the number of candidates).
     para_batch : int, default=1
