@@ -22,3 +22,42 @@ def summary_table(results: pd.DataFrame, keys: Sequence[str], metrics: Sequence[
     table = results.groupby(list(keys), sort=False)[list(metrics)].agg(mean_std).reset_index()
     table["_order"] = table["method"].map(order)
     return table.sort_values(["setting", "sparsity", "_order"], kind="stable").drop(columns="_order")
+
+
+class RowLog:
+    """The rows of a long study, appended to a JSON-lines file as they are computed, so that
+    an interrupted run started again with the same arguments skips the runs it already has.
+
+    ``key(row)`` names a run (setting, sparsity, method, seed); a file written with other
+    arguments is ignored (its first line records them).
+    """
+
+    def __init__(self, path, arguments: dict) -> None:
+        import json
+        from pathlib import Path
+
+        self.path, self.arguments = Path(path), arguments
+        self.rows: list[dict] = []
+        if self.path.exists():
+            lines = self.path.read_text().splitlines()
+            if lines and json.loads(lines[0]) == {"arguments": arguments}:
+                self.rows = [json.loads(line) for line in lines[1:] if line.strip()]
+        if not self.rows:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"arguments": arguments}) + "\n")
+
+    @staticmethod
+    def key(row: dict) -> tuple:
+        return (row["setting"], float(row["sparsity"]), row["method"], int(row["seed"]))
+
+    def done(self, setting: str, sparsity: float, method: str, seed: int) -> dict | None:
+        """The row of that run when it was computed before, else None."""
+        wanted = (setting, float(sparsity), method, int(seed))
+        return next((row for row in self.rows if self.key(row) == wanted), None)
+
+    def add(self, row: dict) -> None:
+        import json
+
+        self.rows.append(row)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")

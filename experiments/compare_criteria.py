@@ -12,8 +12,9 @@ Methods (pruning criterion + fine-tuning):
                       (two-group settings only: the bi-level paper's form)
 
 Settings: UTKFace race / race and race / race x gender at 60% and 90% (the CPU schedule of
-``reproduce_faces.py``: 12,000 images at 32 px, 3 GMP + 6 fine-tuning epochs, eps = 0.01, the
-same cached dense CNN), UCI Adult race x sex at 99% with the first and last layers dense (the
+``reproduce_faces.py``, 3 GMP + 6 fine-tuning epochs, eps = 0.01, on a seeded 4,000-image
+subset at 32 px, a third of the reproduction's 12,000, for time; the dense CNN trained the
+same way on it), UCI Adult race x sex at 99% with the first and last layers dense (the
 demo's setting) and Adult sex (two groups, for the penalty form), scikit-learn's digits with
 classes as groups at 95%. Seeds 0, 1, 2. Per run: training and test accuracy, max psi_g and
 Psi_PW, the test max psi_g's 95% bootstrap interval (1,000 paired, group-stratified
@@ -22,6 +23,9 @@ process's resident memory over its value when the fit starts, sampled every 5 ms
 
     python experiments/compare_criteria.py            # the CPU study (see the docs for its time)
     python experiments/compare_criteria.py --quick    # smoke form (seconds)
+
+Every run's row is appended to ``<out>/criteria_rows.jsonl``: started again with the same
+arguments after an interruption, the study skips the runs it already has.
 """
 
 from __future__ import annotations
@@ -190,10 +194,11 @@ def run_one(setting, dense, sparsity, method, seed, args) -> dict:
 
 
 def study(args) -> pd.DataFrame:
+    log = tables.RowLog(args.out / "criteria_rows.jsonl", run_arguments(args))
     rows = []
     for setting in [*tabular_settings(args), *face_settings(args)]:
         for seed in args.seeds:
-            dense = setting["dense"](seed)
+            dense = None
             for sparsity in setting["sparsities"]:
                 two_groups = len(np.unique(setting["data"][4])) == 2
                 for method in args.methods:
@@ -201,11 +206,21 @@ def study(args) -> pd.DataFrame:
                         continue  # the penalty form is defined for two groups
                     if two_groups and method not in TWO_GROUP_ONLY | {"NFT", "CEAG"}:
                         continue  # the two-group setting is there for the penalty form
-                    row = run_one(setting, dense, sparsity, method, seed, args)
+                    row = log.done(setting["name"], sparsity, method, seed)
+                    if row is None:  # not computed by an interrupted run of the same study
+                        dense = setting["dense"](seed) if dense is None else dense
+                        row = run_one(setting, dense, sparsity, method, seed, args)
+                        log.add(row)
                     rows.append(row)
                     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()), flush=True)
     return pd.DataFrame(rows)
+
+
+def run_arguments(args) -> dict:
+    """The arguments that change a run's numbers (a resumed study must have the same)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items())
+            if k not in ("out", "data", "methods", "face_settings", "seeds")}
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -224,17 +239,15 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(description: str, face_sparsities: list[float]) -> argparse.ArgumentParser:
+    """The arguments this study shares with ``rate_constraints.py``: data, seeds, the face
+    settings' scale and schedule, the bootstrap, the device and ``--quick``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=faces.UTKFACE)
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--face-settings", nargs="*", default=["race / race",
-                                                                 "race / race x gender"],
-                        choices=list(faces.SETTINGS))
-    parser.add_argument("--face-sparsities", nargs="+", type=float, default=[0.6, 0.9])
-    parser.add_argument("--max-images", type=int, default=12000)
+    parser.add_argument("--face-sparsities", nargs="+", type=float, default=face_sparsities)
+    parser.add_argument("--max-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--dense-epochs", type=int, default=40)
@@ -243,12 +256,33 @@ def main(argv=None) -> None:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smoke form: seconds")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    """The smoke form: one seed, a tiny face subset and schedules (checks the pipeline)."""
     if args.quick:
         args.seeds, args.max_images, args.image_size, args.width = [0], 300, 16, 4
         args.dense_epochs, args.gmp_epochs, args.ft_epochs, args.n_boot = 2, 1, 1, 50
+    return args
+
+
+def parse(argv) -> argparse.Namespace:
+    """The study's arguments (``--quick`` applied)."""
+    parser = study_parser(__doc__.splitlines()[0], [0.6, 0.9])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--face-settings", nargs="*", default=["race / race",
+                                                                 "race / race x gender"],
+                        choices=list(faces.SETTINGS))
+    args = apply_quick(parser.parse_args(argv))
+    if args.quick:
         args.face_settings, args.face_sparsities = ["race / race"], [0.9]
+    return args
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
     start = time.perf_counter()
     results = study(args)
     seconds = time.perf_counter() - start

@@ -10,13 +10,16 @@ Settings (binary targets):
                    epochs, batch 256, lr 0.05), the reproduction's fixed split and dense MLP;
   adult race       the same with race groups (5);
   UTKFace gender / race   gender prediction, race groups, 90% (the CPU schedule of
-                   ``reproduce_faces.py``: 12,000 images at 32 px, 3 GMP + 6 fine-tuning
-                   epochs, the same cached dense CNN).
+                   ``reproduce_faces.py``, 3 GMP + 6 fine-tuning epochs, on a seeded
+                   4,000-image subset at 32 px, the dense CNN trained the same way on it).
 Seeds 0, 1, 2. Per run, on training and test rows: accuracy, max excess TPR gap, max excess
 TNR gap and max excess accuracy gap; the test max excess TPR gap's 95% bootstrap interval.
 
     python experiments/rate_constraints.py            # the CPU study
     python experiments/rate_constraints.py --quick    # smoke form (seconds)
+
+Rows go to ``<out>/rate_constraints_rows.jsonl`` as they come; started again with the same
+arguments, the study skips the runs it already has.
 """
 
 from __future__ import annotations
@@ -98,34 +101,30 @@ def run_one(setting, dense, sparsity, method, seed, args) -> dict:
     return row
 
 
+def parse(argv) -> argparse.Namespace:
+    """The study's arguments (``--quick`` applied)."""
+    parser = compare_criteria.study_parser(__doc__.splitlines()[0], [0.9])
+    return compare_criteria.apply_quick(parser.parse_args(argv))
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=compare_criteria.faces.UTKFACE)
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--face-sparsities", nargs="+", type=float, default=[0.9])
-    parser.add_argument("--max-images", type=int, default=12000)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--dense-epochs", type=int, default=40)
-    parser.add_argument("--gmp-epochs", type=int, default=3)
-    parser.add_argument("--ft-epochs", type=int, default=6)
-    parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="smoke form: seconds")
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seeds, args.max_images, args.image_size, args.width = [0], 300, 16, 4
-        args.dense_epochs, args.gmp_epochs, args.ft_epochs, args.n_boot = 2, 1, 1, 50
+    args = parse(argv)
     start = time.perf_counter()
     rows = []
+    log = tables.RowLog(args.out / "rate_constraints_rows.jsonl",
+                        compare_criteria.run_arguments(args))
     for setting in [*adult_settings(args.quick), *face_settings(args)]:
         for seed in args.seeds:
-            dense = setting["dense"](seed)
+            dense = None
             for sparsity in setting["sparsities"]:
                 for method in METHODS:
-                    rows.append(run_one(setting, dense, sparsity, method, seed, args))
+                    row = log.done(setting["name"], sparsity, method, seed)
+                    if row is None:  # not computed by an interrupted run of the same study
+                        dense = setting["dense"](seed) if dense is None else dense
+                        row = run_one(setting, dense, sparsity, method, seed, args)
+                        log.add(row)
+                    rows.append(row)
                     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in rows[-1].items()), flush=True)
     results = pd.DataFrame(rows)

@@ -1253,7 +1253,7 @@ _NOT_IN_FINGERPRINT = frozenset({"dense_module", "module", "verbose", "memory", 
 _RUN_DEFINING = ("sparsity", "method", "pruning", "pruning_scope", "pruning_criterion",
                  "pruning_schedule", "dense_layers", "pruning_epochs", "pruning_frequency",
                  "replay_buffer_size", "constraint_data", "dual_optimizer", "groups",
-                 "group_mode", "mixed_precision")
+                 "group_mode", "gap_metric", "pos_label", "mixed_precision")
 
 
 def _same_value(a, b) -> bool:

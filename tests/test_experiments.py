@@ -96,13 +96,19 @@ def test_adult_probe_quick_form(tmp_path):
         tmp_path / "adult_probe_quick.md").read_text()
 
 
+def face_folder(tmp_path) -> Path:
+    """The real UTKFace folder when it is there, else a generated folder of its format."""
+    if UTKFACE.is_dir():
+        return UTKFACE
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    make_utkface_folder(folder, n=120)
+    return folder
+
+
 def test_criteria_study_smoke_form(tmp_path):
     """The side-by-side study of pruning criteria in its smoke form: every method runs."""
-    folder = UTKFACE
-    if not folder.is_dir():
-        folder = tmp_path / "faces"
-        folder.mkdir()
-        make_utkface_folder(folder, n=120)
+    folder = face_folder(tmp_path)
     run("compare_criteria.py", ["--quick", "--data", str(folder), "--out", str(tmp_path)],
         tmp_path)
     rows = json.loads((tmp_path / "criteria.json").read_text())
@@ -114,11 +120,7 @@ def test_criteria_study_smoke_form(tmp_path):
 
 def test_rate_constraints_study_smoke_form(tmp_path):
     """The TPR / equalized-odds study in its smoke form."""
-    folder = UTKFACE
-    if not folder.is_dir():
-        folder = tmp_path / "faces"
-        folder.mkdir()
-        make_utkface_folder(folder, n=120)
+    folder = face_folder(tmp_path)
     stdout = run("rate_constraints.py", ["--quick", "--data", str(folder), "--out",
                                          str(tmp_path)], tmp_path)
     rows = json.loads((tmp_path / "rate_constraints.json").read_text())

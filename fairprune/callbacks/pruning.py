@@ -80,7 +80,15 @@ class GradualPruning(Callback):
         if net.pruning == "unstructured":
             criterion = check_criterion(net.pruning_criterion)
             if net.__dict__.get("pruning_state_") is None:
-                net.__dict__["pruning_state_"] = criterion.start(self.context(net))
+                state = criterion.start(self.context(net))
+                if state is not None and current_epoch(net) > 0:
+                    warnings.warn(
+                        f"pruning_criterion={criterion.name!r} starts its learned scores at "
+                        f"epoch {current_epoch(net) + 1}, from the current weights: a fit "
+                        "resumed inside the pruning phase (checkpoint, partial_fit) does not "
+                        "carry the scores of the interrupted one, so its masks differ from an "
+                        "uninterrupted run's.", UserWarning, stacklevel=2)
+                net.__dict__["pruning_state_"] = state
             with torch.no_grad():
                 masks = criterion.masks(self.context(net, dataset), target)
             mask_set = MaskSet(masks)

@@ -6,8 +6,9 @@ Self-contained (no skorch): usable in any PyTorch training loop.
 
 from .export import count_flops, export_module, sparsity_table
 from .layers import PRUNABLE_TYPES, prunable_layers
-from .masks import MaskSet, channel_masks, magnitude_masks
-from .criteria import CRITERIA, BiLevel, FairGRAPE, Magnitude, PruningContext, PruningCriterion, check_criterion, fairgrape_defaults
+from .masks import MaskSet, channel_masks, magnitude_masks, top_k_masks
+from .criteria import (CRITERIA, BiLevel, FairGRAPE, Magnitude, PruningContext, PruningCriterion,
+                       check_criterion, fairgrape_defaults)
 from .schedule import cubic_sparsity, geometric_sparsity
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "magnitude_masks",
     "prunable_layers",
     "sparsity_table",
+    "top_k_masks",
 ]

@@ -26,32 +26,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .masks import MaskSet, check_sparsity, keep_largest
+from .masks import MaskSet, top_k_masks
 
-__all__ = ["MaskScores", "top_k_masks"]
+__all__ = ["MaskScores"]
 
 
 def _key(name: str) -> str:
     return name.replace(".", "__")
-
-
-@torch.no_grad()
-def top_k_masks(scores: dict[str, torch.Tensor], sparsity: float,
-                scope: str = "layerwise") -> dict[str, torch.Tensor]:
-    """Masks keeping the largest scores: ``round(sparsity · n)`` pruned per layer
-    (``"layerwise"``) or over all layers together (``"global"``); ties: lowest position pruned
-    first, as :func:`~fairprune.pruning.magnitude_masks`."""
-    check_sparsity(sparsity)
-    if scope == "layerwise":
-        return {name: keep_largest(s, round(sparsity * s.numel())).to(s.dtype)
-                for name, s in scores.items()}
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = keep_largest(flat, round(sparsity * flat.numel()))
-    masks, offset = {}, 0
-    for name, s in scores.items():
-        masks[name] = keep[offset: offset + s.numel()].view_as(s).to(s.dtype)
-        offset += s.numel()
-    return masks
 
 
 class MaskScores(nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 
 from .layers import PRUNABLE_TYPES
 
-__all__ = ["MaskSet", "channel_masks", "magnitude_masks"]
+__all__ = ["MaskSet", "channel_masks", "keep_largest", "magnitude_masks", "top_k_masks"]
 
 
 def _buffer_name(param_name: str) -> str:
@@ -160,6 +160,28 @@ def keep_largest(scores: torch.Tensor, n_pruned: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def top_k_masks(scores: dict[str, torch.Tensor], sparsity: float,
+                scope: str = "layerwise") -> dict[str, torch.Tensor]:
+    """Masks keeping the largest ``scores``: exactly ``round(sparsity · n)`` entries pruned per
+    tensor (``scope="layerwise"``) or over all of them together (``scope="global"``, one
+    threshold); ties at the threshold are broken by position (the lowest pruned first), so the
+    result is deterministic. Masks have the scores' dtype."""
+    check_sparsity(sparsity)
+    if scope == "layerwise":
+        return {name: keep_largest(s, round(sparsity * s.numel())).to(s.dtype)
+                for name, s in scores.items()}
+    if scope == "global":
+        flat = torch.cat([s.flatten().float() for s in scores.values()])
+        keep = keep_largest(flat, round(sparsity * flat.numel()))
+        masks, offset = {}, 0
+        for name, s in scores.items():
+            masks[name] = keep[offset: offset + s.numel()].view_as(s).to(s.dtype)
+            offset += s.numel()
+        return masks
+    raise ValueError(f"The 'pruning_scope' must be 'layerwise' or 'global'; got {scope!r}.")
+
+
+@torch.no_grad()
 def magnitude_masks(
     module: nn.Module, layer_names: Sequence[str], sparsity: float, scope: str = "layerwise"
 ) -> dict[str, torch.Tensor]:
@@ -167,24 +189,10 @@ def magnitude_masks(
 
     Exactly ``round(sparsity · n)`` weights are pruned per layer (``scope="layerwise"``) or over
     all listed layers together (``scope="global"``, one threshold); ties at the threshold are
-    broken by position, so the result is deterministic.
+    broken by position, so the result is deterministic (:func:`top_k_masks` of ``|w|``).
     """
-    check_sparsity(sparsity)
     weights = {_weight_name(n): module.get_parameter(_weight_name(n)) for n in layer_names}
-    if scope == "layerwise":
-        return {
-            name: keep_largest(w.abs(), round(sparsity * w.numel())).to(w.dtype)
-            for name, w in weights.items()
-        }
-    if scope == "global":
-        scores = torch.cat([w.detach().abs().flatten().float() for w in weights.values()])
-        keep = keep_largest(scores, round(sparsity * scores.numel()))
-        masks, offset = {}, 0
-        for name, w in weights.items():
-            masks[name] = keep[offset : offset + w.numel()].view_as(w).to(w.dtype)
-            offset += w.numel()
-        return masks
-    raise ValueError(f"The 'pruning_scope' must be 'layerwise' or 'global'; got {scope!r}.")
+    return top_k_masks({name: w.detach().abs() for name, w in weights.items()}, sparsity, scope)
 
 
 def dependency_graph(module: nn.Module, example_inputs: torch.Tensor):
