@@ -193,19 +193,24 @@ def run_one(setting, dense, sparsity, method, seed, args) -> dict:
     }
 
 
-def study(args) -> pd.DataFrame:
-    log = tables.RowLog(args.out / "criteria_rows.jsonl", run_arguments(args))
+def methods_for(setting: dict, methods) -> list[str]:
+    """The methods a setting runs: the penalty form only with two groups, and the two-group
+    setting (there for the penalty form) only with NFT and CEAG beside it."""
+    two_groups = len(np.unique(setting["data"][4])) == 2
+    if two_groups:
+        return [m for m in methods if m in TWO_GROUP_ONLY | {"NFT", "CEAG"}]
+    return [m for m in methods if m not in TWO_GROUP_ONLY]
+
+
+def run_all(settings, methods_of, log: tables.RowLog, run_one, args) -> pd.DataFrame:
+    """Every (setting, seed, sparsity, method) run, printed as it ends; runs the row log
+    already has are taken from it, and a dense model is trained only when a run needs it."""
     rows = []
-    for setting in [*tabular_settings(args), *face_settings(args)]:
+    for setting in settings:
         for seed in args.seeds:
             dense = None
             for sparsity in setting["sparsities"]:
-                two_groups = len(np.unique(setting["data"][4])) == 2
-                for method in args.methods:
-                    if method in TWO_GROUP_ONLY and not two_groups:
-                        continue  # the penalty form is defined for two groups
-                    if two_groups and method not in TWO_GROUP_ONLY | {"NFT", "CEAG"}:
-                        continue  # the two-group setting is there for the penalty form
+                for method in methods_of(setting):
                     row = log.done(setting["name"], sparsity, method, seed)
                     if row is None:  # not computed by an interrupted run of the same study
                         dense = setting["dense"](seed) if dense is None else dense
@@ -215,6 +220,12 @@ def study(args) -> pd.DataFrame:
                     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in row.items()), flush=True)
     return pd.DataFrame(rows)
+
+
+def study(args) -> pd.DataFrame:
+    log = tables.RowLog(args.out / "criteria_rows.jsonl", run_arguments(args))
+    return run_all([*tabular_settings(args), *face_settings(args)],
+                   lambda setting: methods_for(setting, args.methods), log, run_one, args)
 
 
 def run_arguments(args) -> dict:

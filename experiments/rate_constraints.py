@@ -111,23 +111,10 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
     start = time.perf_counter()
-    rows = []
     log = tables.RowLog(args.out / "rate_constraints_rows.jsonl",
                         compare_criteria.run_arguments(args))
-    for setting in [*adult_settings(args.quick), *face_settings(args)]:
-        for seed in args.seeds:
-            dense = None
-            for sparsity in setting["sparsities"]:
-                for method in METHODS:
-                    row = log.done(setting["name"], sparsity, method, seed)
-                    if row is None:  # not computed by an interrupted run of the same study
-                        dense = setting["dense"](seed) if dense is None else dense
-                        row = run_one(setting, dense, sparsity, method, seed, args)
-                        log.add(row)
-                    rows.append(row)
-                    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in rows[-1].items()), flush=True)
-    results = pd.DataFrame(rows)
+    results = compare_criteria.run_all([*adult_settings(args.quick), *face_settings(args)],
+                                       lambda setting: list(METHODS), log, run_one, args)
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     results.to_json(args.out / "rate_constraints.json", orient="records", indent=1)
