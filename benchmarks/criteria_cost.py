@@ -8,7 +8,8 @@ groups drawn uniformly at random. For 2, 10, 100 and 1000 groups, each in a fres
   per group present in it) and its greedy choice at 90%, against one NFT training epoch over
   the same rows;
 * a CEAG fine-tuning epoch (replay buffers of 40) against an NFT epoch (batch 128; the
-  median of 5 fine-tuning epochs each).
+  mean of 2 fine-tuning epochs each: a coarse figure, ``ceag_overhead.py`` measures the
+  step's overhead precisely).
 
 Time: wall seconds. Memory: the largest increase of the process's resident memory over its
 value before the measured phase (sampled every 5 ms). Both as ratios to NFT's epoch. Written
@@ -107,10 +108,10 @@ def _measure(task: str, n_groups: int, rows: int, queue) -> None:
         queue.put((cost.seconds, cost.peak))
         return
     clf = FairPrunedClassifier(model, sparsity=0.9, method=task, pruning_epochs=1,
-                               max_epochs=5, verbose=0, lr_milestones=None)
+                               max_epochs=2, verbose=0, lr_milestones=None)
     with _Peak() as cost:
         clf.fit(X, y, groups=codes)
-    seconds = float(np.median(clf.history[1:, "dur"]))  # fine-tuning epochs
+    seconds = float(np.mean(clf.history[1:, "dur"]))  # fine-tuning epochs
     queue.put((seconds, cost.peak))
 
 

@@ -176,21 +176,27 @@ def greedy_keep_mask(
     """
     n_groups = importance.shape[0]
     shape = importance.shape[1:]
-    flat = importance.reshape(n_groups, -1).double()
+    flat = importance.reshape(n_groups, -1)  # a view: no copy of the (G, n) importance
     pool = torch.nonzero(candidates.reshape(-1)).flatten()
     if not 0 <= n_keep <= pool.numel():
         raise ValueError(f"n_keep must be in [0, {pool.numel()}] (the candidates); got {n_keep}.")
     keep = torch.zeros(flat.shape[1], dtype=torch.bool, device=flat.device)
     if n_keep == 0:
         return keep.reshape(shape).to(importance.dtype)
-    scores = flat[:, pool]  # (G, n_candidates)
-    totals = scores.sum(dim=1)
+    scores = flat if pool.numel() == flat.shape[1] else flat[:, pool]  # (G, n_candidates)
+    totals = scores.sum(dim=1, dtype=torch.float64)
     target = totals / totals.sum() if float(totals.sum()) > 0 else torch.full_like(totals, 1 / n_groups)
-    ranking = scores / scores.sum(dim=0, keepdim=True).clamp(min=torch.finfo(scores.dtype).tiny) \
-        if relative else scores
-    orders = [pool[torch.argsort(ranking[k], descending=True, stable=True)] for k in range(n_groups)]
+    column_totals = scores.sum(dim=0).clamp(min=torch.finfo(scores.dtype).tiny) if relative else None
+
+    def order_of(group: int) -> torch.Tensor:
+        """The candidates by decreasing (relative) importance for ``group``, built when the
+        group first chooses (int32 positions: half the memory of int64)."""
+        ranking = scores[group] / column_totals if relative else scores[group]
+        return pool[torch.argsort(ranking, descending=True, stable=True)].to(torch.int32)
+
+    orders: dict[int, torch.Tensor] = {}
     pointers = [0] * n_groups
-    kept_sums = torch.zeros(n_groups, dtype=flat.dtype, device=flat.device)
+    kept_sums = torch.zeros(n_groups, dtype=torch.float64, device=flat.device)
     block = max(int(para_batch), math.ceil(n_keep / max_rounds))
     n_kept = 0
     exhausted = torch.zeros(n_groups, dtype=torch.bool, device=flat.device)
@@ -199,12 +205,15 @@ def greedy_keep_mask(
         share = kept_sums / total if float(total) > 0 else torch.full_like(kept_sums, 1 / n_groups)
         deficit = torch.where(exhausted, torch.inf, share - target)
         group = int(torch.argmin(deficit))
+        if group not in orders:
+            orders[group] = order_of(group)
         chosen, pointers[group] = _take_unselected(orders[group], pointers[group],
                                                    min(block, n_keep - n_kept), keep)
         if chosen.numel() == 0:
             exhausted[group] = True
             continue
+        chosen = chosen.long()
         keep[chosen] = True
-        kept_sums += flat[:, chosen].sum(dim=1)
+        kept_sums += flat[:, chosen].sum(dim=1, dtype=torch.float64)
         n_kept += chosen.numel()
     return keep.reshape(shape).to(importance.dtype)
