@@ -186,3 +186,26 @@ def test_violates_follows_the_constrained_metric(binary_digits):
     assert set(report.loc[report["violates"].astype(bool), "group"]) == over
     assert report.attrs["gap_metric"] == "tpr"
     assert pd.isna(report.attrs.get("max_excess_gap")) is False
+
+
+def test_grid_search_selects_on_the_constrained_rate(binary_digits):
+    from sklearn.model_selection import GridSearchCV
+
+    from fairprune.model_selection import best_feasible
+
+    X, y, groups, dense = binary_digits
+    frame = pd.DataFrame(X).rename(columns=str).assign(g=groups)
+    clf = FairPrunedClassifier(dense, sparsity=0.9, groups="g", gap_metric="tpr",
+                               dense_layers=(), pruning_epochs=1, max_epochs=2, verbose=0)
+    search = GridSearchCV(
+        clf, {"tolerance": [0.005, 0.2]}, cv=2, error_score="raise",
+        refit=best_feasible(disparity="max_excess_tpr_gap"),
+        scoring={"accuracy": "accuracy", "max_excess_tpr_gap": neg_max_excess_tpr_gap_scorer})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(frame, y)
+    results, index = search.cv_results_, search.best_index_
+    feasible = -results["mean_test_max_excess_tpr_gap"] <= results["param_tolerance"].astype(float)
+    assert feasible[1]  # ε = 0.2 is far above any fold's gap
+    assert feasible[index]
+    assert results["mean_test_accuracy"][index] == results["mean_test_accuracy"][feasible].max()
