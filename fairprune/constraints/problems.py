@@ -116,6 +116,14 @@ class FairnessState(nn.Module):
         self.heldout_buffer = (ReplayBuffer(num_groups, heldout_buffer_size, device)
                                if heldout_buffer_size > 0 else None)
 
+    def __setstate__(self, state) -> None:
+        """A state pickled before constraint cells existed has no scratch cell: every group is
+        reported, one family."""
+        super().__setstate__(state)
+        self.__dict__.setdefault("n_reported", self.num_groups)
+        if "families" not in self._buffers:
+            self._buffers["families"] = None
+
     def multiplier_values(self) -> torch.Tensor:
         """The multipliers of the reported cells (zeros without constraints)."""
         if self.multiplier is None:
