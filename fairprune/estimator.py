@@ -834,10 +834,12 @@ default="magnitude"
                                      ) from None
         with warnings.catch_warnings():  # small groups: said by the user's own reports
             warnings.simplefilter("ignore", SmallGroupWarning)
-            report = self._report(y_true, dense, sparse, self._labels_of_codes(codes))
+            cells_report = constraint_report(y_true, dense, sparse, codes,
+                                             self.constraint_cells_, self.groups_,
+                                             self.tolerance)
+            report = self._report(y_true, dense, sparse, self._labels_of_codes(codes),
+                                  cells_report=cells_report)
         self.train_report_ = report
-        cells_report = constraint_report(y_true, dense, sparse, codes, self.constraint_cells_,
-                                         self.groups_, self.tolerance)
         self.train_constraint_report_ = cells_report
         collapse = _collapse(y_true, dense, sparse)
         self.fit_status_ = "ok"
@@ -1069,10 +1071,12 @@ default="magnitude"
         report["seen_in_fit"] = [g in known for g in names]
         return report
 
-    def _report(self, y_true, dense, sparse, labels, **bootstrap) -> pd.DataFrame:
+    def _report(self, y_true, dense, sparse, labels, cells_report=None,
+                **bootstrap) -> pd.DataFrame:
         """:func:`fairprune.report.disparity_report` with this estimator's tolerance and
         group mode; with a ``gap_metric`` other than accuracy, ``violates`` marks the groups
-        with a constraint cell over ε (:meth:`constraint_report`)."""
+        with a constraint cell over ε (:meth:`constraint_report`, or ``cells_report`` when the
+        caller has it for the same rows)."""
         attributes = getattr(self.group_encoder_, "attributes_", None)
         report = disparity_report(y_true, dense, sparse, labels, self.tolerance,
                                   group_mode=self.group_mode, attributes=attributes, **bootstrap)
@@ -1080,7 +1084,8 @@ default="magnitude"
         report.attrs["gap_metric"] = self.gap_metric
         if cells is None or cells.identity:
             return report
-        violating = self._cells_report(y_true, dense, sparse, labels)
+        violating = (self._cells_report(y_true, dense, sparse, labels) if cells_report is None
+                     else cells_report)
         over = set(violating.loc[violating["violates"].fillna(False).astype(bool), "group"])
         names = (zip(report["attribute"], report["group"]) if "attribute" in report
                  else report["group"])

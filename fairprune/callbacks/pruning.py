@@ -63,8 +63,7 @@ class GradualPruning(Callback):
         def batches(batch_size: int):
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
             for batch in loader:
-                Xi, yi, group_ids = batch_tensors(batch, net.device)
-                yield Xi, yi, group_ids
+                yield batch_tensors(batch, net.device)
 
         return PruningContext(
             module=net.module_, layer_names=list(net.prunable_layers_), masks=net.masks_,
